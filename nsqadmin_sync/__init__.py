@@ -1,0 +1,1 @@
+"""nsqadmin: the web UI (placeholder until its issue is built)."""
