@@ -1,0 +1,4 @@
+"""`python -m nsqlookupd_sync`: the nsqlookupd command."""
+from .cli import main
+
+main()

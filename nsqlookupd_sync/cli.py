@@ -1,0 +1,78 @@
+"""The `nsqlookupd` command: flags -> Options -> NSQLookupd, until SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any, Dict, Optional, Sequence
+
+import click
+
+from nsqd_sync import flags, logs
+
+from .options import FLAGS, Options
+
+PROG = "nsqlookupd"
+
+logger = logging.getLogger("nsqlookupd_sync")
+
+
+@click.command(name=PROG, help="nsqlookupd: the daemon that manages NSQ's topology information.",
+               context_settings={"help_option_names": ["--help"], "max_content_width": 100})
+@flags.click_options(FLAGS)
+def command(**raw: Any) -> None:
+    sys.exit(run(raw))
+
+
+def _version_requested(raw: Dict[str, Any]) -> bool:
+    text = raw.get("version")
+    if text is None:
+        return False
+    spec = next(f for f in FLAGS if f.name == "version")
+    return bool(spec.convert(text, "--version"))
+
+
+def run(raw: Dict[str, Any]) -> int:
+    """Run the node with raw click values; returns the exit code."""
+    if _version_requested(raw):
+        sys.stdout.write(flags.version_line(PROG) + "\n")
+        sys.stdout.flush()
+        return 0
+    config = flags.load_config_file(raw["config"]) if raw.get("config") else {}
+    values = flags.resolve(FLAGS, raw, config, flags.warn_stderr(PROG))
+    opts = Options.from_values(values)
+    logs.setup(opts.log_prefix, opts.log_level_number)
+
+    from .nsqlookupd import ListenError, NSQLookupd
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Optional[object]) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    logger.info(flags.version_line(PROG))
+    node = NSQLookupd(opts)
+    try:
+        node.main()
+    except ListenError as e:
+        logger.critical("failed to instantiate nsqlookupd - %s", e)
+        return 1
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        node.exit()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Console-script entry point (Go-style flags accepted)."""
+    flags.run_command(command, PROG, FLAGS, argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
