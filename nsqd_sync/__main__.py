@@ -1,0 +1,4 @@
+"""`python -m nsqd_sync` runs nsqd."""
+from .cli import main
+
+main()

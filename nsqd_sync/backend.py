@@ -1,0 +1,61 @@
+"""Backends: where a topic's or channel's messages go when memory is full.
+
+Non-ephemeral topics and channels use a `DiskQueue` (diskqueue.py), named
+`<topic>` or `<topic>:<channel>` as in NSQ.  Ephemeral ones use the
+`DummyBackend`, which, as in NSQ, drops what does not fit in memory.
+
+A backend offers: put_many(items) (raises BackendError), read_many(n),
+depth(), empty(), delete(), close(), and `healthy`.
+"""
+from __future__ import annotations
+
+import logging
+from typing import List, Sequence
+
+from .errors import BackendError
+
+log = logging.getLogger(__name__)
+
+
+class DummyBackend:
+    """Stores nothing: ephemeral topics and channels drop overflow."""
+
+    healthy = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dropped = 0
+
+    def put_many(self, items: Sequence[bytes]) -> None:
+        self.dropped += len(items)
+
+    def read_many(self, max_n: int) -> List[bytes]:
+        return []
+
+    def depth(self) -> int:
+        return 0
+
+    def empty(self) -> None:
+        pass
+
+    def delete(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def disk_backend(name: str, opts) -> object:
+    """A DiskQueue for a non-ephemeral topic or channel, configured from Options."""
+    from .diskqueue import DiskQueue, DiskQueueError
+
+    class _Disk(DiskQueue):
+        def put_many(self, items: Sequence[bytes]) -> None:  # type: ignore[override]
+            try:
+                super().put_many(items)
+            except DiskQueueError as e:
+                raise BackendError(str(e)) from e
+
+    return _Disk(name, opts.data_dir, max_bytes_per_file=opts.max_bytes_per_file,
+                 min_msg_size=26, max_msg_size=opts.max_msg_size + 26,
+                 sync_every=opts.sync_every, sync_timeout=opts.sync_timeout)

@@ -1,0 +1,311 @@
+"""A channel: one consumer group's copy of a topic's messages.
+
+Messages wait in a bounded `MemoryQueue` (overflow goes to the backend: a
+diskqueue named `<topic>:<channel>`, or nothing for ephemeral channels).
+Subscribed clients' message pumps `take()` batches from here; a taken
+message is then in flight in that client's table (client_v2.py) until it
+is FIN'd, REQ'd, timed out (timerwheel.py) or its client goes away.
+
+Locks: the channel lock is the memory queue's mutex; `has_messages` (the
+queue's `not_empty` condition) is what pumps wait on.  A backend's own lock
+may be taken while holding the channel lock (channel -> backend), never the
+other way round.  The channel lock and a client's lock are never held
+together.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Deque, Dict, Iterable, List, Optional, Sequence
+
+from . import wire
+from .errors import ExitingError
+from .memqueue import MemoryQueue
+from .timerwheel import TimerWheel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client_v2 import ClientV2
+    from .topic import Topic
+
+log = logging.getLogger(__name__)
+
+
+class _Waiter:
+    """A pump waiting in Channel.take() for a hand-off (its condition uses the channel lock)."""
+
+    __slots__ = ("channel", "cond", "room", "inbox")
+
+    def __init__(self, channel: "Channel") -> None:
+        self.channel = channel
+        self.cond = threading.Condition(channel.lock)
+        self.room = 0
+        self.inbox: Optional[Sequence[bytes]] = None
+
+
+class Channel:
+    """Memory queue + backend, clients, deferred messages and counters of one channel."""
+
+    def __init__(self, topic: "Topic", name: str, backend) -> None:
+        self.topic = topic
+        self.topic_name = topic.name
+        self.name = name
+        self.ephemeral = wire.is_ephemeral(name)
+        opts = topic.nsqd.opts
+        self.memory = MemoryQueue(opts.mem_queue_size)
+        self.lock = self.memory.mutex
+        self.has_messages = self.memory.not_empty
+        self.backend = backend
+        self.clients: Dict[int, "ClientV2"] = {}
+        self.paused = False
+        self.exiting = False
+        self.message_count = 0
+        self.requeue_count = 0
+        self.timeout_count = 0
+        self._waiters: Deque[_Waiter] = collections.deque()
+        self.e2e = topic.nsqd.new_latency_stream()
+        self.timer = TimerWheel(self)
+        self.timer.start()
+
+    def __repr__(self) -> str:
+        return "Channel(%s:%s)" % (self.topic_name, self.name)
+
+    # ---------------------------------------------------------- putting messages
+
+    def put_many(self, msgs: Sequence[bytes]) -> None:
+        """A batch of new messages from the topic (counted in message_count)."""
+        if self.exiting:
+            raise ExitingError("exiting")
+        self._enqueue(msgs, new=True)
+
+    def _enqueue(self, msgs: Sequence[bytes], new: bool = False) -> None:
+        """Hand messages to waiting pumps first (round robin), then memory, then backend."""
+        with self.lock:
+            if new:
+                self.message_count += len(msgs)
+            if self._waiters and not self.paused:
+                msgs = self._hand_off(msgs)
+                if not msgs:
+                    return
+            taken = self.memory._put_many_locked(msgs)
+        if taken < len(msgs):
+            self.backend.put_many(msgs[taken:] if taken else msgs)
+            self.wake_takers()
+
+    def _hand_off(self, msgs: Sequence[bytes]) -> Sequence[bytes]:
+        """Give each waiting pump its share of a batch; return what is left (lock held).
+
+        Like a Go channel handing each message to one waiting receiver, this
+        spreads a burst over every ready consumer instead of letting the first
+        thread to wake take it all.
+        """
+        waiters = self._waiters
+        pos = 0
+        total = len(msgs)
+        while pos < total and waiters:
+            share = -(-(total - pos) // len(waiters))
+            w = waiters.popleft()
+            k = min(w.room, share)
+            if k <= 0:
+                w.cond.notify()
+                continue
+            w.inbox = msgs[pos:pos + k]
+            pos += k
+            w.cond.notify()
+        return msgs[pos:] if pos else msgs
+
+    def requeue_many(self, msgs: Sequence[bytes], timed_out: bool = False) -> None:
+        """Messages coming back from flight (timeout, REQ 0, client gone)."""
+        if not msgs:
+            return
+        with self.lock:
+            if timed_out:
+                self.timeout_count += len(msgs)
+            else:
+                self.requeue_count += len(msgs)
+        # even while exiting: close(flush=True) drains memory after every client is detached
+        self._enqueue(msgs)
+
+    def give_back(self, msgs: Sequence[bytes]) -> None:
+        """Messages a pump took but could not deliver: back to the front, uncounted."""
+        if not msgs:
+            return
+        with self.lock:
+            self.memory.queue.extendleft(reversed(msgs))
+            self._wake_all_locked()
+
+    def put_deferred(self, data: bytes, delay: float) -> None:
+        """A message to become available after delay seconds (DPUB)."""
+        with self.lock:
+            self.message_count += 1
+        self.timer.defer(data, delay)
+
+    def requeue_deferred(self, data: bytes, delay: float) -> None:
+        """REQ with a delay: counted as a requeue, held by the timer wheel."""
+        with self.lock:
+            self.requeue_count += 1
+        self.timer.defer(data, delay)
+
+    # ---------------------------------------------------------- taking messages
+
+    def take(self, client: "ClientV2", max_n: int, timeout: float) -> Optional[List[bytes]]:
+        """Up to max_n messages for client's pump; [] on timeout, None if the channel exits.
+
+        Takes from memory if anything is queued, else from the backend, else
+        waits (up to timeout) for a publisher to hand it a share of a batch.
+        """
+        deadline = time.monotonic() + timeout
+        waiter = client.waiter
+        if waiter is None or waiter.channel is not self:
+            waiter = client.waiter = _Waiter(self)
+        with self.lock:
+            while True:
+                if self.exiting:
+                    return None
+                room = min(max_n, client.rdy - len(client.in_flight))
+                if client.closed or room <= 0:
+                    return []
+                if not self.paused:
+                    q = self.memory.queue
+                    if q:
+                        share = -(-len(q) // (1 + len(self._waiters)))
+                        n = min(room, share)
+                        popleft = q.popleft
+                        return [popleft() for _ in range(n)]
+                    if self.backend.depth() > 0:
+                        break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                waiter.room = room
+                waiter.inbox = None
+                self._waiters.append(waiter)
+                waiter.cond.wait(remaining)
+                inbox = waiter.inbox
+                if inbox is not None:
+                    waiter.inbox = None
+                    return list(inbox)
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+        return self.backend.read_many(max_n)
+
+    def wake_takers(self) -> None:
+        """Make waiting pumps re-check (RDY changed, client closing, pause, backend data)."""
+        with self.lock:
+            self._wake_all_locked()
+
+    def _wake_all_locked(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiters.popleft().cond.notify()
+        self.has_messages.notify_all()
+
+    # ---------------------------------------------------------- clients
+
+    def add_client(self, client: "ClientV2") -> None:
+        max_consumers = self.topic.nsqd.opts.max_channel_consumers
+        with self.lock:
+            if self.exiting:
+                raise ExitingError("exiting")
+            if max_consumers and client.id not in self.clients and len(self.clients) >= max_consumers:
+                raise OverflowError("too many consumers")
+            self.clients[client.id] = client
+
+    def remove_client(self, client: "ClientV2") -> None:
+        with self.lock:
+            self.clients.pop(client.id, None)
+            self._wake_all_locked()
+            last_gone = not self.clients
+        if last_gone and self.ephemeral and not self.exiting:
+            self.topic.delete_channel(self.name, only_if_unused=True)
+
+    def client_list(self) -> List["ClientV2"]:
+        with self.lock:
+            return list(self.clients.values())
+
+    def find_owner(self, msg_id: bytes) -> Optional["ClientV2"]:
+        """The client that has msg_id in flight (error paths only)."""
+        for c in self.client_list():
+            if msg_id in c.in_flight:
+                return c
+        return None
+
+    # ---------------------------------------------------------- state
+
+    def depth(self) -> int:
+        return len(self.memory.queue) + self.backend.depth()
+
+    def in_flight_count(self) -> int:
+        return sum(len(c.in_flight) for c in self.client_list())
+
+    def deferred_count(self) -> int:
+        return self.timer.deferred_count()
+
+    def pause(self) -> None:
+        self._set_paused(True)
+
+    def unpause(self) -> None:
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        with self.lock:
+            self.paused = paused
+            self._wake_all_locked()
+
+    def empty(self) -> None:
+        """Drop every queued, in-flight and deferred message."""
+        self.memory.drain()
+        for c in self.client_list():
+            c.drop_in_flight()
+        self.timer.clear()
+        self.backend.empty()
+
+    def close(self, flush: bool) -> None:
+        """Stop the channel; with flush, write every message it holds to the backend."""
+        with self.lock:
+            if self.exiting:
+                return
+            self.exiting = True
+            self._wake_all_locked()
+        clients = self.client_list()
+        held: List[bytes] = []
+        for c in clients:
+            held.extend(c.detach())
+        for c in clients:
+            c.join_pump(2.0)
+        self.timer.stop()
+        if flush:
+            held = self.memory.drain() + held + self.timer.drain()
+            if held:
+                log.info("CHANNEL(%s:%s): flushing %d memory messages to backend",
+                         self.topic_name, self.name, len(held))
+                try:
+                    self.backend.put_many(held)
+                except Exception:  # noqa: BLE001 - report, keep closing the rest
+                    log.exception("CHANNEL(%s:%s): failed to flush messages", self.topic_name, self.name)
+            self.backend.close()
+        else:
+            self.memory.drain()
+            self.timer.drain()
+            self.backend.delete()
+
+    def expired_in_flight(self, now: float) -> None:
+        """Time out every in-flight message whose deadline has passed (timer thread)."""
+        for c in self.client_list():
+            expired = c.pop_expired(now)
+            if expired:
+                self.requeue_many(expired, timed_out=True)
+
+    def earliest_in_flight_deadline(self) -> float:
+        best = float("inf")
+        for c in self.client_list():
+            d = c.first_deadline()
+            if d < best:
+                best = d
+        return best
+
+    def iter_clients(self) -> Iterable["ClientV2"]:
+        return self.client_list()

@@ -1,0 +1,382 @@
+"""NSQD: the node. Owns the topics, the listeners, the metadata file and shutdown.
+
+Start-up binds the TCP and HTTP sockets first (so harnesses that connect
+~300 ms after spawning us find them), logs `TCP: listening on ...` and
+`HTTP: listening on ...`, loads `nsqd.dat` and then serves until SIGTERM or
+SIGINT.  Exit stops the listeners, closes every client, writes every message
+still in memory (queued, in flight, deferred) to the diskqueues, and
+rewrites the metadata.
+
+Lock order: `NSQD.lock` (topics map, metadata) -> topic -> channel -> backend.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import NSQ_VERSION, __version__, wire
+from .backend import DummyBackend
+from .client_v2 import ClientV2
+from .errors import ExitingError, fatal
+from .guid import GUIDFactory
+from .options import Options, split_address
+from .topic import Topic
+
+log = logging.getLogger(__name__)
+
+_MSG_HEAD = struct.Struct(">qH")
+METADATA_FILE = "nsqd.dat"
+
+
+class NullLatency:
+    """End-to-end latency tracking when no percentiles are configured."""
+
+    def record_many(self, msgs: Sequence[bytes]) -> None:
+        pass
+
+    def stats(self) -> Optional[dict]:
+        return None
+
+
+class NSQD:
+    """One nsqd node."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.lock = threading.RLock()
+        self.topics: Dict[str, Topic] = {}
+        self.guid = GUIDFactory(opts.node_id)
+        self.start_time = time.time()
+        self.exit_event = threading.Event()
+        self._exited = False
+        self._loading = False
+        self._client_ids = itertools.count(1)
+        self._clients: Dict[int, ClientV2] = {}
+        self._clients_lock = threading.Lock()
+        self._dir_lock_fd: Optional[int] = None
+        self.health_error: Optional[str] = None
+        self.tcp_server = None
+        self.http_server = None
+        self.tcp_address: Tuple[str, int] = ("", 0)
+        self.http_address: Tuple[str, int] = ("", 0)
+        self._threads: List[threading.Thread] = []
+        self.change_listeners: List[Callable[..., None]] = []
+
+    # ------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Bind the listeners, load metadata, start serving (returns at once)."""
+        from .http_api import NSQDHTTPServer
+        from .tcp import NSQDTCPServer
+
+        opts = self.opts
+        data_dir = opts.data_dir
+        os.makedirs(data_dir, exist_ok=True)
+        self._lock_data_dir(data_dir)
+        self.tcp_server = NSQDTCPServer(split_address(opts.tcp_address, "tcp-address"), self)
+        self.http_server = NSQDHTTPServer(split_address(opts.http_address, "http-address"), self)
+        self.tcp_address = self.tcp_server.server_address[:2]
+        self.http_address = self.http_server.server_address[:2]
+        log.info("nsqd v%s (built w/%s)", __version__, _runtime())
+        log.info("ID: %d", opts.node_id)
+        log.info("TCP: listening on %s", _format_address(self.tcp_address))
+        log.info("HTTP: listening on %s", _format_address(self.http_address))
+        self._serve(self.tcp_server, "nsqd-tcp-accept")
+        self._serve(self.http_server, "nsqd-http-accept")
+        self.load_metadata()
+        self.persist_metadata()
+
+    def _serve(self, server, name: str) -> None:
+        t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def main(self) -> None:
+        """Run until SIGTERM/SIGINT, then exit cleanly."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.exit_event.set())
+        self.start()
+        try:
+            while not self.exit_event.wait(1.0):
+                pass
+        finally:
+            self.exit()
+
+    def exit(self) -> None:
+        """Stop listeners and clients, flush memory to disk, write metadata."""
+        with self.lock:
+            if self._exited:
+                return
+            self._exited = True
+        self.exit_event.set()
+        for server in (self.tcp_server, self.http_server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        for listener in list(self.change_listeners):
+            stop = getattr(listener, "stop", None)
+            if stop is not None:
+                stop()
+        with self.lock:
+            self.persist_metadata()
+            topics = list(self.topics.values())
+        for topic in topics:
+            topic.close(flush=True)
+        for client in self.client_list():
+            client.close_connection()
+        try:
+            from .diskqueue import stop_sync_thread
+        except ImportError:  # pragma: no cover - diskqueue not built yet
+            pass
+        else:
+            stop_sync_thread()
+        for t in self._threads:
+            t.join(2.0)
+        self._unlock_data_dir()
+        log.info("NSQ: bye")
+
+    def _lock_data_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            raise RuntimeError("failed to lock data-path: %s is in use by another nsqd (%s)"
+                               % (path, os.strerror(e.errno or errno.EWOULDBLOCK))) from None
+        self._dir_lock_fd = fd
+
+    def _unlock_data_dir(self) -> None:
+        if self._dir_lock_fd is not None:
+            os.close(self._dir_lock_fd)
+            self._dir_lock_fd = None
+
+    # ------------------------------------------------------------ clients
+
+    def next_client_id(self) -> int:
+        return next(self._client_ids)
+
+    def add_client(self, client: ClientV2) -> None:
+        with self._clients_lock:
+            self._clients[client.id] = client
+        if self._exited:
+            client.close_connection()
+
+    def remove_client(self, client: ClientV2) -> None:
+        with self._clients_lock:
+            self._clients.pop(client.id, None)
+
+    def client_list(self) -> List[ClientV2]:
+        with self._clients_lock:
+            return list(self._clients.values())
+
+    def identify_response(self, client: ClientV2) -> Dict[str, Any]:
+        opts = self.opts
+        return {
+            "max_rdy_count": opts.max_rdy_count,
+            "version": NSQ_VERSION,
+            "max_msg_timeout": int(opts.max_msg_timeout * 1000),
+            "msg_timeout": int(client.msg_timeout * 1000),
+            "tls_v1": False,
+            "deflate": False,
+            "deflate_level": 0,
+            "max_deflate_level": opts.max_deflate_level,
+            "snappy": False,
+            "sample_rate": client.sample_rate,
+            "auth_required": self.auth_enabled(),
+            "output_buffer_size": client.output_buffer_size,
+            "output_buffer_timeout": int(client.output_buffer_timeout * 1000),
+        }
+
+    # ------------------------------------------------------------ auth (the HTTP issue adds the server)
+
+    def auth_enabled(self) -> bool:
+        return False
+
+    def check_auth(self, client: ClientV2, cmd: str, topic: str, channel: str) -> None:
+        """Raise the NSQ auth error if client may not run cmd (no-op without an auth server)."""
+        return None
+
+    def authenticate(self, client: ClientV2, secret: str) -> bytes:
+        raise fatal("E_AUTH_DISABLED", "AUTH Disabled")
+
+    # ------------------------------------------------------------ topics
+
+    def get_topic(self, name: str) -> Topic:
+        """The topic, created on first use."""
+        topic = self.topics.get(name)
+        if topic is not None and not topic.exiting:
+            return topic
+        with self.lock:
+            topic = self.topics.get(name)
+            if topic is not None and not topic.exiting:
+                return topic
+            if self._exited:
+                raise ExitingError("exiting")
+            topic = Topic(self, name)
+            self.topics[name] = topic
+        log.info("TOPIC(%s): created", name)
+        self.notify_change(topic, None)
+        return topic
+
+    def get_existing_topic(self, name: str) -> Optional[Topic]:
+        return self.topics.get(name)
+
+    def delete_topic(self, name: str) -> bool:
+        with self.lock:
+            topic = self.topics.pop(name, None)
+        if topic is None:
+            return False
+        log.info("TOPIC(%s): deleting", name)
+        topic.close(flush=False)
+        self.notify_change(topic, None, deleted=True)
+        return True
+
+    def topic_list(self) -> List[Topic]:
+        with self.lock:
+            return list(self.topics.values())
+
+    def make_backend(self, name: str, ephemeral: bool):
+        if ephemeral:
+            return DummyBackend(name)
+        from .backend import disk_backend
+
+        return disk_backend(name, self.opts)
+
+    def notify_change(self, topic: Topic, channel: Any, deleted: bool = False) -> None:
+        """A topic or channel was created or deleted: persist metadata, tell listeners (lookupd)."""
+        if not self._loading and not self._exited:
+            with self.lock:
+                self.persist_metadata()
+        for listener in list(self.change_listeners):
+            try:
+                listener(topic, channel, deleted)
+            except Exception:  # noqa: BLE001 - a listener must not break publishing
+                log.exception("NSQ: change listener failed")
+
+    # ------------------------------------------------------------ publishing
+
+    def make_messages(self, bodies: Sequence[bytes]) -> List[bytes]:
+        """Encode bodies as messages with fresh IDs and one timestamp for the batch."""
+        ids = self.guid.new_ids(len(bodies))
+        head = _MSG_HEAD.pack(time.time_ns(), 0)
+        return [head + mid + body for mid, body in zip(ids, bodies)]
+
+    def publish(self, topic_name: str, bodies: Sequence[bytes], client: Optional[ClientV2] = None) -> None:
+        msgs = self.make_messages(bodies)
+        topic = self.get_topic(topic_name)
+        topic.put_many(msgs, sum(map(len, bodies)))
+        if client is not None:
+            client.pub_counts[topic_name] = client.pub_counts.get(topic_name, 0) + len(msgs)
+
+    def publish_deferred(self, topic_name: str, body: bytes, delay: float,
+                         client: Optional[ClientV2] = None) -> None:
+        msg = self.make_messages([body])[0]
+        topic = self.get_topic(topic_name)
+        topic.put_deferred(msg, delay, len(body))
+        if client is not None:
+            client.pub_counts[topic_name] = client.pub_counts.get(topic_name, 0) + 1
+
+    def new_latency_stream(self) -> NullLatency:
+        return NullLatency()
+
+    # ------------------------------------------------------------ health
+
+    def is_healthy(self) -> bool:
+        return self.health_error is None
+
+    def set_health(self, error: Optional[str]) -> None:
+        if error and error != self.health_error:
+            log.error("NSQ: unhealthy - %s", error)
+        self.health_error = error
+
+    # ------------------------------------------------------------ metadata (nsqd.dat)
+
+    def metadata(self) -> Dict[str, Any]:
+        topics = []
+        for topic in self.topic_list():
+            if topic.ephemeral:
+                continue
+            channels = [{"name": c.name, "paused": c.paused}
+                        for c in topic.channel_list() if not c.ephemeral]
+            topics.append({"channels": channels, "name": topic.name, "paused": topic.paused})
+        return {"topics": topics, "version": NSQ_VERSION}
+
+    def persist_metadata(self) -> None:
+        """Rewrite nsqd.dat atomically (temp file + fsync + rename)."""
+        path = os.path.join(self.opts.data_dir, METADATA_FILE)
+        data = json.dumps(self.metadata(), separators=(",", ":")).encode()
+        tmp = "%s.%d.tmp" % (path, int.from_bytes(os.urandom(4), "big"))
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            log.error("NSQ: failed to persist metadata - %s", e)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    def load_metadata(self) -> None:
+        """Recreate non-ephemeral topics and channels (and their paused state) from nsqd.dat."""
+        data_dir = self.opts.data_dir
+        for name in os.listdir(data_dir):
+            if name.startswith(METADATA_FILE + ".") and name.endswith(".tmp"):
+                try:  # left behind by a node killed mid-write
+                    os.unlink(os.path.join(data_dir, name))
+                except OSError:
+                    pass
+        path = os.path.join(data_dir, METADATA_FILE)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return
+        try:
+            meta = json.loads(raw) if raw.strip() else {}
+        except ValueError as e:
+            raise RuntimeError("failed to parse metadata %s - %s" % (path, e)) from None
+        self._loading = True
+        try:
+            for t in meta.get("topics") or []:
+                name = t.get("name", "")
+                if not wire.is_valid_topic_name(name) or wire.is_ephemeral(name):
+                    log.warning("skipping creation of invalid topic %s", name)
+                    continue
+                topic = self.get_topic(name)
+                if t.get("paused"):
+                    topic.pause()
+                for c in t.get("channels") or []:
+                    cname = c.get("name", "")
+                    if not wire.is_valid_channel_name(cname) or wire.is_ephemeral(cname):
+                        log.warning("skipping creation of invalid channel %s", cname)
+                        continue
+                    channel = topic.get_channel(cname)
+                    if c.get("paused"):
+                        channel.pause()
+        finally:
+            self._loading = False
+
+
+def _runtime() -> str:
+    v = sys.version_info
+    return "python%d.%d.%d" % (v.major, v.minor, v.micro)
+
+
+def _format_address(addr: Tuple[str, int]) -> str:
+    host, port = addr[0], addr[1]
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)

@@ -1,0 +1,118 @@
+"""The per-channel timer thread: deferred messages and in-flight timeouts.
+
+Each channel runs one `TimerWheel` thread (`nsqd-timer-<topic>:<channel>`).
+It owns
+
+* the deferred messages (DPUB, and REQ with a delay): a heap of
+  (due time, sequence, message) that it moves into the channel when due, and
+* the in-flight timeouts: each client's in-flight table is ordered by
+  deadline (one msg_timeout per client, TOUCH re-inserts at the end), so the
+  thread only looks at the head of each table.
+
+It sleeps until the earliest of those deadlines, and is woken early only
+when a sooner deadline appears (`arm()` / `defer()`), so an idle channel
+costs nothing.  Its condition's lock is its own; it takes a client's lock
+(through Channel.expired_in_flight) and the channel lock, never while
+holding its own.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, List, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .channel import Channel
+
+log = logging.getLogger(__name__)
+
+_INF = float("inf")
+
+
+class TimerWheel:
+    """Deferred-message heap and in-flight timeout scanning for one channel."""
+
+    def __init__(self, channel: "Channel") -> None:
+        self.channel = channel
+        self._cond = threading.Condition(threading.Lock())
+        self._deferred: List[Tuple[float, int, bytes]] = []
+        self._seq = itertools.count()
+        self._next_wake = _INF
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name="nsqd-timer-%s:%s" % (channel.topic_name, channel.name), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------ scheduling
+
+    def defer(self, data: bytes, delay: float) -> None:
+        due = time.monotonic() + delay
+        with self._cond:
+            heapq.heappush(self._deferred, (due, next(self._seq), data))
+            if due < self._next_wake:
+                self._cond.notify()
+
+    def arm(self, deadline: float) -> None:
+        """An in-flight deadline was set; wake the thread if it sleeps past it."""
+        if deadline < self._next_wake:
+            with self._cond:
+                if deadline < self._next_wake:
+                    self._next_wake = deadline
+                    self._cond.notify()
+
+    def deferred_count(self) -> int:
+        return len(self._deferred)
+
+    def clear(self) -> None:
+        with self._cond:
+            self._deferred.clear()
+
+    def drain(self) -> List[bytes]:
+        """Remove and return every deferred message (shutdown flush)."""
+        with self._cond:
+            out = [item[2] for item in sorted(self._deferred)]
+            self._deferred.clear()
+            return out
+
+    # ------------------------------------------------------------ the thread
+
+    def _run(self) -> None:
+        channel = self.channel
+        while True:
+            due: List[bytes] = []
+            with self._cond:
+                if self._stopping:
+                    return
+                now = time.monotonic()
+                heap = self._deferred
+                while heap and heap[0][0] <= now:
+                    due.append(heapq.heappop(heap)[2])
+            if due:
+                channel._enqueue(due)
+            try:
+                channel.expired_in_flight(time.monotonic())
+                next_in_flight = channel.earliest_in_flight_deadline()
+            except Exception:  # noqa: BLE001 - the timer must survive one bad scan
+                log.exception("TIMER(%s:%s): scan failed", channel.topic_name, channel.name)
+                next_in_flight = time.monotonic() + 1.0
+            with self._cond:
+                if self._stopping:
+                    return
+                nxt = min(next_in_flight, self._deferred[0][0] if self._deferred else _INF)
+                self._next_wake = nxt
+                wait = nxt - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(None if nxt == _INF else wait)
+                self._next_wake = _INF if not self._deferred else self._deferred[0][0]
