@@ -1,0 +1,340 @@
+"""One V2 protocol connection to nsqd: the bytes on the socket, nothing else.
+
+`Connection.connect()` opens the socket, sends the magic, IDENTIFYs with
+feature negotiation and applies what was negotiated (TLS, deflate, snappy,
+AUTH).  Afterwards the owner either reads synchronously
+(`read_response()`, used by the Producer) or runs a reader thread that calls
+`recv_frames()` in a loop (the Consumer).  Writes go through `send()`, which
+holds the connection's write lock so several threads (workers sending FIN,
+the reader answering heartbeats, the consumer changing RDY) can share it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+import zlib
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+from .. import __version__, wire
+from .errors import NSQConnectionError, NSQError, NSQProtocolError, error_from_frame
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "nsq-sync/%s" % __version__
+RECV_SIZE = 256 * 1024
+NOP = b"NOP\n"
+
+Frame = Tuple[int, bytes]
+
+
+def split_address(address: str) -> Tuple[str, int]:
+    """("host", port) of `host:port` (IPv6 hosts may be bracketed)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError("address %r is not host:port" % (address,))
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def default_identify() -> Dict[str, Any]:
+    hostname = socket.gethostname()
+    return {
+        "client_id": hostname.split(".")[0],
+        "hostname": hostname,
+        "feature_negotiation": True,
+        "user_agent": USER_AGENT,
+    }
+
+
+class _Deflate:
+    """Raw deflate on both directions of the stream (NSQ's `deflate` feature)."""
+
+    def __init__(self, level: int) -> None:
+        self._c = zlib.compressobj(level, zlib.DEFLATED, -15)
+        self._d = zlib.decompressobj(-15)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._c.compress(data) + self._c.flush(zlib.Z_SYNC_FLUSH)
+
+    def decompress(self, data: bytes) -> bytes:
+        return self._d.decompress(data)
+
+
+class _Snappy:
+    """Snappy framing format on both directions (NSQ's `snappy` feature); needs cramjam."""
+
+    _STREAM_ID = b"\xff\x06\x00\x00sNaPpY"
+    _MAX_CHUNK = 65536
+
+    def __init__(self) -> None:
+        try:
+            import cramjam  # noqa: F401  (optional dependency: the `snappy` extra)
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise NSQConnectionError("snappy requested but cramjam is not installed") from e
+        self._snappy = cramjam.snappy
+        self._sent_id = False
+        self._buf = bytearray()
+
+    @staticmethod
+    def _masked_crc(data: bytes) -> bytes:
+        crc = _crc32c(data)
+        crc = (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+        return crc.to_bytes(4, "little")
+
+    def compress(self, data: bytes) -> bytes:
+        out = []
+        if not self._sent_id:
+            out.append(self._STREAM_ID)
+            self._sent_id = True
+        view = memoryview(data)
+        for start in range(0, len(data), self._MAX_CHUNK):
+            chunk = bytes(view[start:start + self._MAX_CHUNK])
+            comp = bytes(self._snappy.compress_raw(chunk))
+            crc = self._masked_crc(chunk)
+            if len(comp) < len(chunk):
+                kind, payload = 0x00, comp
+            else:
+                kind, payload = 0x01, chunk
+            size = len(payload) + 4
+            out.append(bytes((kind, size & 0xFF, (size >> 8) & 0xFF, size >> 16)) + crc + payload)
+        return b"".join(out)
+
+    def decompress(self, data: bytes) -> bytes:
+        buf = self._buf
+        buf += data
+        out = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            kind = buf[pos]
+            size = buf[pos + 1] | (buf[pos + 2] << 8) | (buf[pos + 3] << 16)
+            end = pos + 4 + size
+            if end > n:
+                break
+            body = bytes(buf[pos + 4:end])
+            if kind == 0x00:
+                out.append(bytes(self._snappy.decompress_raw(body[4:])))
+            elif kind == 0x01:
+                out.append(body[4:])
+            elif kind == 0xFF or 0x80 <= kind <= 0xFE:
+                pass  # stream identifier, padding, skippable chunks
+            else:
+                raise NSQProtocolError("unknown snappy chunk type 0x%02x" % kind)
+            pos = end
+        del buf[:pos]
+        return b"".join(out)
+
+
+def _crc32c_table() -> List[int]:
+    table = []
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE: List[int] = []
+
+
+def _crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as the snappy framing format checksums chunks."""
+    table = _CRC32C_TABLE or _CRC32C_TABLE.extend(_crc32c_table()) or _CRC32C_TABLE
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+class Connection:
+    """A V2 connection to one nsqd.
+
+    identify:      IDENTIFY fields sent on top of the defaults (client_id,
+                   hostname, user_agent, feature_negotiation).  Durations are
+                   in milliseconds here, as on the wire.
+    tls_context:   used when `tls_v1` is negotiated (default: the system's
+                   verifying context).
+    auth_secret:   sent with AUTH when nsqd says auth_required.
+    """
+
+    def __init__(self, address: str, identify: Optional[Dict[str, Any]] = None, *,
+                 connect_timeout: float = 1.0, read_timeout: float = 60.0,
+                 tls_context: Optional[ssl.SSLContext] = None,
+                 auth_secret: Optional[str] = None) -> None:
+        self.address = address
+        self.host, self.port = split_address(address)
+        self.identify_fields = default_identify()
+        if identify:
+            self.identify_fields.update({k: v for k, v in identify.items() if v is not None})
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.tls_context = tls_context
+        self.auth_secret = auth_secret
+        self.features: Dict[str, Any] = {}
+        self.auth: Optional[Dict[str, Any]] = None
+        self.sock: Optional[socket.socket] = None
+        self._reader = wire.FrameReader()
+        self._pending: List[Frame] = []
+        self._codec: Any = None
+        self._wlock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return "<Connection %s%s>" % (self.address, " closed" if self._closed else "")
+
+    # ------------------------------------------------------------ handshake
+
+    def connect(self) -> Dict[str, Any]:
+        """Open the socket and run the handshake; returns the negotiated features."""
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as e:
+            self._closed = True
+            raise NSQConnectionError("connect to %s failed: %s" % (self.address, e)) from e
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        try:
+            sock.sendall(wire.MAGIC_V2)
+            self._identify()
+            if self.features.get("auth_required"):
+                self._auth()
+        except (OSError, ssl.SSLError) as e:
+            self.close()
+            raise NSQConnectionError("handshake with %s failed: %s" % (self.address, e)) from e
+        except NSQError:
+            self.close()
+            raise
+        sock.settimeout(self.read_timeout)
+        return self.features
+
+    def _identify(self) -> None:
+        body = json.dumps(self.identify_fields).encode()
+        self.sock.sendall(wire.command(b"IDENTIFY", body=body))
+        data = self.read_response()
+        if data == wire.OK:
+            self.features = {}
+            return
+        try:
+            self.features = json.loads(data)
+        except ValueError as e:
+            raise NSQProtocolError("IDENTIFY response is not JSON: %r" % data[:200]) from e
+        if self.features.get("tls_v1"):
+            ctx = self.tls_context or ssl.create_default_context()
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=self.host)
+            self._expect_ok("TLS")
+        if self.features.get("snappy"):
+            self._codec = _Snappy()
+            self._expect_ok("snappy")
+        elif self.features.get("deflate"):
+            self._codec = _Deflate(int(self.features.get("deflate_level") or 6))
+            self._expect_ok("deflate")
+
+    def _expect_ok(self, what: str) -> None:
+        data = self.read_response()
+        if data != wire.OK:
+            raise NSQProtocolError("expected OK after %s upgrade, got %r" % (what, data[:100]))
+
+    def _auth(self) -> None:
+        if not self.auth_secret:
+            raise NSQConnectionError("nsqd %s requires AUTH but no auth_secret was given" % self.address)
+        self.send(wire.command(b"AUTH", body=self.auth_secret.encode()))
+        data = self.read_response()
+        try:
+            self.auth = json.loads(data)
+        except ValueError as e:
+            raise NSQProtocolError("AUTH response is not JSON: %r" % data[:200]) from e
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def max_rdy_count(self) -> int:
+        return int(self.features.get("max_rdy_count") or 2500)
+
+    @property
+    def msg_timeout_ms(self) -> int:
+        return int(self.features.get("msg_timeout") or 60000)
+
+    # ------------------------------------------------------------ I/O
+
+    def send(self, data: bytes) -> None:
+        """Write bytes (whole commands) to nsqd; NSQConnectionError if the socket broke."""
+        with self._wlock:
+            if self._closed:
+                raise NSQConnectionError("connection to %s is closed" % self.address)
+            try:
+                if self._codec is not None:
+                    data = self._codec.compress(data)
+                self.sock.sendall(data)
+            except (OSError, ssl.SSLError) as e:
+                raise NSQConnectionError("write to %s failed: %s" % (self.address, e)) from e
+
+    def recv_frames(self) -> List[Frame]:
+        """Block for the next bytes from nsqd and return the complete frames in them.
+
+        May return an empty list (a partial frame).  Raises NSQConnectionError
+        on EOF, a socket error or the read timeout.
+        """
+        if self._pending:
+            out, self._pending = self._pending, []
+            return out
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except socket.timeout as e:
+            raise NSQConnectionError("read from %s timed out" % self.address) from e
+        except (OSError, ssl.SSLError, AttributeError) as e:
+            raise NSQConnectionError("read from %s failed: %s" % (self.address, e)) from e
+        if not data:
+            raise NSQConnectionError("connection closed by %s" % self.address)
+        if self._codec is not None:
+            data = self._codec.decompress(data)
+        return self._reader.feed(data)
+
+    def read_frame(self) -> Frame:
+        """The next frame, read synchronously (only when no reader thread runs)."""
+        while not self._pending:
+            self._pending = self.recv_frames()
+        return self._pending.pop(0)
+
+    def read_response(self) -> bytes:
+        """The next response frame's data, answering heartbeats on the way.
+
+        An error frame is raised as its NSQError subclass.
+        """
+        while True:
+            ftype, data = self.read_frame()
+            if ftype == wire.FRAME_TYPE_RESPONSE:
+                if data == wire.HEARTBEAT:
+                    self.send(NOP)
+                    continue
+                return data
+            if ftype == wire.FRAME_TYPE_ERROR:
+                raise error_from_frame(data)
+            if ftype == wire.FRAME_TYPE_MESSAGE:
+                raise NSQProtocolError("unexpected message frame from %s" % self.address)
+            raise NSQProtocolError("unknown frame type %d from %s" % (ftype, self.address))
+
+    def has_buffered_frames(self) -> bool:
+        return bool(self._pending)
+
+    def close(self) -> None:
+        """Close the socket (wakes a reader blocked in recv)."""
+        self._closed = True
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+

@@ -1,0 +1,834 @@
+"""Consumer: subscribe to a topic/channel on one or more nsqd, handle messages in threads.
+
+Threads (all named after the subscription, all stopped by `stop()`):
+
+  nsq-consumer-<topic>/<channel>-<addr>       one reader per connection: recv
+                                              in large chunks, answer
+                                              heartbeats, queue messages
+  nsq-consumer-<topic>/<channel>-worker-<i>   `concurrency` workers: call the
+                                              handler, answer with FIN/REQ,
+                                              a batch's answers in one write
+  nsq-consumer-<topic>/<channel>-manager      connects and reconnects, polls
+                                              lookupd, ends backoff blocks,
+                                              rotates RDY
+
+Flow control follows NSQ's client guide: `max_in_flight` is split over the
+connections (RDY max(1, max_in_flight // n) each); with fewer slots than
+connections, RDY 1 goes to `max_in_flight` of them and moves periodically
+from idle ones to others.  A failed message (handler raised or returned
+False) puts the consumer in backoff: RDY 0 everywhere for
+backoff_multiplier * 2**n seconds, then RDY 1 on one connection to test;
+each success shortens the backoff, each failure lengthens it, and when it
+reaches zero every connection gets its full RDY again.
+
+Locks: `Consumer._lock` (connections, RDY, backoff) may be held while a
+connection's write lock is taken (RDY is sent under it, so RDY changes stay
+ordered).  `_ConsumerConn.lock` (in-flight counts) and the work queue's mutex
+are leaves: nothing else is taken while holding them.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import ssl
+import threading
+import time
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Set, Union
+
+from .. import wire
+from .connection import NOP, Connection
+from .errors import NSQConnectionError, NSQError, error_from_frame, is_fatal
+from .lookup import lookup_nsqd_addresses
+from .message import Message
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Message], Optional[bool]]
+
+# how long a worker may hold answers of a batch before writing them
+FLUSH_INTERVAL = 0.05
+MAX_BATCH = 256
+
+
+class _WorkQueue:
+    """Messages waiting for a worker: a deque with batch put/get under one mutex."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self.not_empty = threading.Condition(self.mutex)
+        self.items: Deque[Message] = collections.deque()
+        self.closed = False
+
+    def put_many(self, msgs: List[Message]) -> None:
+        with self.mutex:
+            self.items.extend(msgs)
+            self.not_empty.notify(len(msgs))
+
+    def get_batch(self, max_n: int) -> Optional[List[Message]]:
+        """Up to max_n messages, blocking for the first; None once closed and empty."""
+        with self.mutex:
+            while not self.items:
+                if self.closed:
+                    return None
+                self.not_empty.wait()
+            items = self.items
+            if max_n == 1 or len(items) == 1:
+                return [items.popleft()]
+            n = min(max_n, len(items))
+            return [items.popleft() for _ in range(n)]
+
+    def take_all(self) -> List[Message]:
+        with self.mutex:
+            out = list(self.items)
+            self.items.clear()
+            return out
+
+    def close(self) -> None:
+        with self.mutex:
+            self.closed = True
+            self.not_empty.notify_all()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class _ConsumerConn:
+    """The consumer's state for one nsqd connection."""
+
+    def __init__(self, consumer: "Consumer", conn: Connection) -> None:
+        self.consumer = consumer
+        self.conn = conn
+        self.address = conn.address
+        self.rdy = 0
+        self.rdy_changed_at = time.monotonic()
+        self.last_msg_at = time.monotonic()
+        self.in_flight = 0
+        self.lock = threading.Lock()
+        self.close_wait = threading.Event()
+        self.closing = False
+        self.reader: Optional[threading.Thread] = None
+        self.max_rdy = conn.max_rdy_count
+
+    def __repr__(self) -> str:
+        return "<ConsumerConn %s rdy=%d in_flight=%d>" % (self.address, self.rdy, self.in_flight)
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    def received(self, n: int) -> None:
+        with self.lock:
+            self.in_flight += n
+        self.last_msg_at = time.monotonic()
+
+    def answered(self, n: int) -> None:
+        with self.lock:
+            self.in_flight -= n
+            idle = self.in_flight <= 0
+        if idle and self.consumer._stopping:
+            self.consumer._notify_idle()
+
+
+def _addresses(value: Union[str, Iterable[str], None]) -> List[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+class Consumer:
+    """Consume `topic`/`channel` with `handler(message)`.
+
+    Give nsqd TCP addresses (`host:port`), lookupd HTTP addresses, or both.
+    Durations are in seconds unless the name says `_ms`.  The handler runs in
+    worker threads; returning None/True finishes the message, returning False
+    or raising requeues it (delay requeue_delay * attempts, at most
+    max_requeue_delay) and counts as a failure for backoff.  Messages whose
+    attempts exceed max_attempts (when > 0) are finished without calling the
+    handler and passed to giveup_handler.
+    """
+
+    def __init__(self, topic: str, channel: str, handler: Handler,
+                 nsqd_tcp_addresses: Union[str, Sequence[str]] = (),
+                 lookupd_http_addresses: Union[str, Sequence[str]] = (),
+                 max_in_flight: int = 1, max_attempts: int = 0,
+                 giveup_handler: Optional[Callable[[Message], Any]] = None,
+                 concurrency: int = 1,
+                 lookupd_poll_interval: float = 60.0, lookupd_poll_jitter: float = 0.3,
+                 lookupd_request_timeout: float = 2.0,
+                 requeue_delay: float = 90.0, max_requeue_delay: float = 900.0,
+                 backoff_multiplier: float = 1.0, max_backoff_duration: float = 120.0,
+                 reconnect_interval: float = 1.0, max_reconnect_interval: float = 60.0,
+                 rdy_redistribute_interval: float = 5.0, low_rdy_idle_timeout: float = 10.0,
+                 msg_timeout: Optional[float] = None, heartbeat_interval: Optional[float] = None,
+                 output_buffer_size: Optional[int] = None, output_buffer_timeout: Optional[float] = None,
+                 sample_rate: Optional[int] = None, deflate: bool = False,
+                 deflate_level: Optional[int] = None, snappy: bool = False,
+                 tls_v1: bool = False, tls_context: Optional[ssl.SSLContext] = None,
+                 auth_secret: Optional[str] = None, client_id: Optional[str] = None,
+                 hostname: Optional[str] = None, user_agent: Optional[str] = None,
+                 connect_timeout: float = 1.0, read_timeout: Optional[float] = None) -> None:
+        if not wire.is_valid_topic_name(topic):
+            raise ValueError("topic name %r is not valid" % (topic,))
+        if not wire.is_valid_channel_name(channel):
+            raise ValueError("channel name %r is not valid" % (channel,))
+        if max_in_flight < 0:
+            raise ValueError("max_in_flight must be >= 0")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.topic = topic
+        self.channel = channel
+        self.handler = handler
+        self.giveup_handler = giveup_handler
+        self.max_in_flight = int(max_in_flight)
+        self.max_attempts = int(max_attempts)
+        self.concurrency = int(concurrency)
+        self.lookupd_http_addresses = _addresses(lookupd_http_addresses)
+        self.lookupd_poll_interval = float(lookupd_poll_interval)
+        self.lookupd_poll_jitter = float(lookupd_poll_jitter)
+        self.lookupd_request_timeout = float(lookupd_request_timeout)
+        self.requeue_delay = float(requeue_delay)
+        self.max_requeue_delay = float(max_requeue_delay)
+        self.backoff_multiplier = float(backoff_multiplier)
+        self.max_backoff_duration = float(max_backoff_duration)
+        self.reconnect_interval = float(reconnect_interval)
+        self.max_reconnect_interval = float(max_reconnect_interval)
+        self.rdy_redistribute_interval = float(rdy_redistribute_interval)
+        self.low_rdy_idle_timeout = float(low_rdy_idle_timeout)
+        self.connect_timeout = float(connect_timeout)
+        hb = heartbeat_interval if heartbeat_interval is not None else 30.0
+        self.read_timeout = float(read_timeout) if read_timeout is not None else max(2 * hb, 1.0) + 5.0
+        self.tls_context = tls_context
+        self.auth_secret = auth_secret
+
+        def ms(v: Optional[float]) -> Optional[int]:
+            return None if v is None else int(v * 1000) if v >= 0 else -1
+
+        self.identify: Dict[str, Any] = {
+            "client_id": client_id, "hostname": hostname, "user_agent": user_agent,
+            "heartbeat_interval": ms(heartbeat_interval), "msg_timeout": ms(msg_timeout),
+            "output_buffer_size": output_buffer_size, "output_buffer_timeout": ms(output_buffer_timeout),
+            "sample_rate": sample_rate, "deflate": deflate or None, "deflate_level": deflate_level,
+            "snappy": snappy or None, "tls_v1": tls_v1 or None,
+        }
+        self.identify = {k: v for k, v in self.identify.items() if v is not None}
+
+        self.name = "%s/%s" % (topic, channel)
+        self._lock = threading.Lock()
+        self._respond_lock = threading.Lock()
+        self._idle = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._queue = _WorkQueue()
+        self._conns: Dict[str, _ConsumerConn] = {}
+        self._direct: List[str] = []
+        self._discovered: Set[str] = set()
+        self._reconnects: Dict[str, List[float]] = {}  # address -> [when, interval]
+        self._connecting: Set[str] = set()
+        self._workers: List[threading.Thread] = []
+        self._manager: Optional[threading.Thread] = None
+        self._started = False
+        self._stopping = False
+        self._abandon = False
+        self._backoff_counter = 0
+        self._backoff_resume_at: Optional[float] = None
+        self._batch_size = max(1, min(MAX_BATCH, self.max_in_flight // self.concurrency or 1))
+        self.stats: Dict[str, int] = collections.Counter()
+        for addr in _addresses(nsqd_tcp_addresses):
+            self._add_direct(addr)
+
+    def __repr__(self) -> str:
+        return "<Consumer %s conns=%d>" % (self.name, len(self._conns))
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> "Consumer":
+        """Start the threads and return at once; connections come up in the background."""
+        with self._lock:
+            if self._started:
+                return self
+            if self._stopping:
+                raise RuntimeError("a stopped Consumer cannot be started again")
+            self._started = True
+        for i in range(self.concurrency):
+            t = threading.Thread(target=self._worker_loop, name="nsq-consumer-%s-worker-%d" % (self.name, i),
+                                 daemon=True)
+            self._workers.append(t)
+            t.start()
+        self._manager = threading.Thread(target=self._manager_loop, name="nsq-consumer-%s-manager" % self.name,
+                                         daemon=True)
+        self._manager.start()
+        return self
+
+    def run(self) -> None:
+        """Start and block until stop() (from another thread or a handler) or Ctrl-C."""
+        self.start()
+        try:
+            while not self._done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            self.stop()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the consumer has stopped; True if it has."""
+        return self._done.wait(timeout)
+
+    def __enter__(self) -> "Consumer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop cleanly: RDY 0 and CLS on every connection, wait for CLOSE_WAIT, let the
+        workers finish the messages already received, requeue (REQ 0) what is left when
+        `timeout` runs out, close the connections and join the threads.
+
+        Called from one of the consumer's own threads (e.g. a handler), it starts the
+        same sequence in a separate thread and returns; use join() to wait.
+        """
+        with self._lock:
+            if self._stopping:
+                already = True
+            else:
+                already = False
+                self._stopping = True
+        if already:
+            if not self._is_own_thread():
+                self._done.wait(timeout)
+            return
+        self._wake.set()
+        if self._is_own_thread():
+            threading.Thread(target=self._stop, args=(timeout,), name="nsq-consumer-%s-stop" % self.name,
+                             daemon=True).start()
+            return
+        self._stop(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return self._done.is_set()
+
+    # ------------------------------------------------------------ public state
+
+    def connect_to_nsqd(self, address: str) -> None:
+        """Add an nsqd TCP address to consume from (connects in the background)."""
+        with self._lock:
+            self._add_direct(address)
+        self._wake.set()
+
+    def connected_addresses(self) -> List[str]:
+        with self._lock:
+            return [a for a, c in self._conns.items() if not c.closed]
+
+    def connection_states(self) -> Dict[str, Dict[str, int]]:
+        """address -> {"rdy", "in_flight"} for every live connection."""
+        with self._lock:
+            return {a: {"rdy": c.rdy, "in_flight": c.in_flight} for a, c in self._conns.items()}
+
+    @property
+    def total_rdy(self) -> int:
+        with self._lock:
+            return sum(c.rdy for c in self._conns.values())
+
+    @property
+    def backoff_counter(self) -> int:
+        return self._backoff_counter
+
+    def in_backoff(self) -> bool:
+        return self._backoff_counter > 0 or self._backoff_resume_at is not None
+
+    def is_starved(self) -> bool:
+        """True when some connection has (nearly) as many messages in flight as its RDY:
+        a handler batching messages should process its batch now."""
+        with self._lock:
+            return any(c.in_flight > 0 and c.in_flight >= 0.85 * c.rdy for c in self._conns.values())
+
+    def set_max_in_flight(self, max_in_flight: int) -> None:
+        """Change max_in_flight (0 pauses delivery) and redistribute RDY."""
+        if max_in_flight < 0:
+            raise ValueError("max_in_flight must be >= 0")
+        with self._lock:
+            self.max_in_flight = int(max_in_flight)
+            self._rebalance_locked()
+
+    # ------------------------------------------------------------ manager thread
+
+    def _is_own_thread(self) -> bool:
+        return threading.current_thread().name.startswith("nsq-consumer-%s-" % self.name)
+
+    def _add_direct(self, address: str) -> None:
+        if address not in self._direct:
+            self._direct.append(address)
+            self._reconnects.setdefault(address, [0.0, self.reconnect_interval])
+
+    def _wanted(self, address: str) -> bool:
+        return address in self._direct or address in self._discovered
+
+    def _manager_loop(self) -> None:
+        next_poll = time.monotonic() if self.lookupd_http_addresses else None
+        next_redistribute = time.monotonic() + self.rdy_redistribute_interval
+        first_poll = True
+        try:
+            while not self._stopping:
+                now = time.monotonic()
+                if next_poll is not None and now >= next_poll:
+                    self._poll_lookupd()
+                    interval = self.lookupd_poll_interval
+                    if first_poll:
+                        interval += random.random() * self.lookupd_poll_jitter * self.lookupd_poll_interval
+                        first_poll = False
+                    next_poll = time.monotonic() + interval
+                self._connect_due()
+                with self._lock:
+                    resume_at = self._backoff_resume_at
+                    if resume_at is not None and time.monotonic() >= resume_at:
+                        self._resume_locked()
+                    now = time.monotonic()
+                    if now >= next_redistribute:
+                        self._redistribute_locked()
+                        next_redistribute = now + self.rdy_redistribute_interval
+                    deadlines = [next_redistribute]
+                    if next_poll is not None:
+                        deadlines.append(next_poll)
+                    if self._backoff_resume_at is not None:
+                        deadlines.append(self._backoff_resume_at)
+                    deadlines.extend(when for when, _ in self._reconnects.values())
+                if self._stopping:
+                    break
+                wait = min(deadlines) - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                self._wake.clear()
+        except Exception:  # keep the consumer alive enough to stop cleanly
+            logger.exception("[%s] manager thread failed", self.name)
+
+    def _poll_lookupd(self) -> None:
+        found: Set[str] = set()
+        ok = False
+        for addr in self.lookupd_http_addresses:
+            try:
+                found.update(lookup_nsqd_addresses(addr, self.topic, timeout=self.lookupd_request_timeout))
+                ok = True
+            except Exception as e:  # requests' exceptions, bad JSON: try again at the next poll
+                logger.warning("[%s] lookupd %s query failed: %s", self.name, addr, e)
+        if not ok:
+            return
+        with self._lock:
+            new = found - self._discovered
+            gone = self._discovered - found
+            self._discovered = found
+            for addr in sorted(new):
+                if addr not in self._conns:
+                    logger.info("[%s] lookupd: new nsqd %s", self.name, addr)
+                    self._reconnects.setdefault(addr, [0.0, self.reconnect_interval])
+            for addr in gone:
+                if addr not in self._direct:
+                    self._reconnects.pop(addr, None)
+
+    def _connect_due(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [a for a, (when, _) in self._reconnects.items() if when <= now]
+        for addr in due:
+            if self._stopping:
+                return
+            with self._lock:
+                if not self._wanted(addr) or addr in self._conns:
+                    self._reconnects.pop(addr, None)
+                    continue
+            try:
+                self._connect(addr)
+            except NSQError as e:
+                with self._lock:
+                    entry = self._reconnects.get(addr)
+                    if entry is not None:
+                        logger.warning("[%s] connecting to %s failed (%s); retrying in %.1fs",
+                                       self.name, addr, e, entry[1])
+                        entry[0] = time.monotonic() + entry[1]
+                        entry[1] = min(entry[1] * 2, self.max_reconnect_interval)
+            else:
+                with self._lock:
+                    self._reconnects.pop(addr, None)
+
+    def _connect(self, address: str) -> None:
+        conn = Connection(address, self.identify, connect_timeout=self.connect_timeout,
+                          read_timeout=self.read_timeout, tls_context=self.tls_context,
+                          auth_secret=self.auth_secret)
+        conn.connect()
+        try:
+            conn.send(wire.command(b"SUB", self.topic.encode(), self.channel.encode()))
+            resp = conn.read_response()
+            if resp != wire.OK:
+                raise NSQError("unexpected SUB response %r" % resp[:100])
+        except NSQError:
+            conn.close()
+            raise
+        cc = _ConsumerConn(self, conn)
+        with self._lock:
+            if self._stopping:
+                conn.close()
+                return
+            old = self._conns.get(address)
+            if old is not None:
+                old.conn.close()
+            self._conns[address] = cc
+            logger.info("[%s] connected to nsqd %s", self.name, address)
+            cc.reader = threading.Thread(target=self._reader_loop, args=(cc,),
+                                         name="nsq-consumer-%s-%s" % (self.name, address), daemon=True)
+            cc.reader.start()
+            self._rebalance_locked()
+
+    # ------------------------------------------------------------ reader threads
+
+    def _reader_loop(self, cc: _ConsumerConn) -> None:
+        conn = cc.conn
+        put_many = self._queue.put_many
+        msg_type = wire.FRAME_TYPE_MESSAGE
+        decode = wire.decode_message
+        try:
+            while True:
+                frames = conn.recv_frames()
+                msgs = []
+                for ftype, data in frames:
+                    if ftype == msg_type:
+                        ts, attempts, msg_id, body = decode(data)
+                        msgs.append(Message(msg_id, body, ts, attempts, cc, self))
+                    elif ftype == wire.FRAME_TYPE_RESPONSE:
+                        if data == wire.HEARTBEAT:
+                            conn.send(NOP)
+                        elif data == wire.CLOSE_WAIT:
+                            cc.close_wait.set()
+                    elif ftype == wire.FRAME_TYPE_ERROR:
+                        err = error_from_frame(data)
+                        if is_fatal(err):
+                            raise err
+                        logger.warning("[%s] nsqd %s: %s", self.name, cc.address, err)
+                    else:
+                        logger.warning("[%s] unknown frame type %d from %s", self.name, ftype, cc.address)
+                if msgs:
+                    cc.received(len(msgs))
+                    self.stats["received"] += len(msgs)
+                    put_many(msgs)
+        except NSQConnectionError as e:
+            if not (cc.closing or self._stopping):
+                logger.warning("[%s] connection to %s lost: %s", self.name, cc.address, e)
+        except NSQError as e:
+            logger.error("[%s] nsqd %s closed the connection: %s", self.name, cc.address, e)
+        except Exception:
+            logger.exception("[%s] reader for %s failed", self.name, cc.address)
+        finally:
+            conn.close()
+            cc.close_wait.set()
+            self._on_conn_closed(cc)
+
+    def _on_conn_closed(self, cc: _ConsumerConn) -> None:
+        with self._lock:
+            if self._conns.get(cc.address) is cc:
+                del self._conns[cc.address]
+            if self._stopping:
+                return
+            if self._wanted(cc.address) and cc.address not in self._reconnects:
+                self._reconnects[cc.address] = [time.monotonic() + self.reconnect_interval,
+                                                min(self.reconnect_interval * 2, self.max_reconnect_interval)]
+            if self._backoff_resume_at is None and self._backoff_counter > 0 and not any(
+                    c.rdy for c in self._conns.values()):
+                # the test connection went away: test again on another one
+                self._backoff_resume_at = time.monotonic()
+            self._rebalance_locked()
+        self._wake.set()
+        if self._stopping:
+            self._notify_idle()
+
+    # ------------------------------------------------------------ RDY
+
+    def _send_rdy_locked(self, cc: _ConsumerConn, count: int) -> None:
+        count = min(count, cc.max_rdy)
+        if cc.rdy == count or cc.closed:
+            return
+        try:
+            cc.conn.send(b"RDY %d\n" % count)
+        except NSQConnectionError:
+            return  # the reader notices and cleans up
+        cc.rdy = count
+        cc.rdy_changed_at = time.monotonic()
+
+    def _rebalance_locked(self) -> None:
+        """Give every connection its share of max_in_flight (not during backoff)."""
+        if self._stopping or self._backoff_counter > 0 or self._backoff_resume_at is not None:
+            return
+        conns = [c for c in self._conns.values() if not c.closed]
+        if not conns:
+            return
+        mif = self.max_in_flight
+        n = len(conns)
+        if mif == 0:
+            for c in conns:
+                self._send_rdy_locked(c, 0)
+        elif mif >= n:
+            per = mif // n
+            for c in conns:
+                self._send_rdy_locked(c, per)
+        else:
+            active = [c for c in conns if c.rdy > 0]
+            for c in active[mif:]:
+                self._send_rdy_locked(c, 0)
+            for c in active[:mif]:
+                self._send_rdy_locked(c, 1)
+            idle = [c for c in conns if c.rdy == 0]
+            random.shuffle(idle)
+            for c in idle[:mif - min(len(active), mif)]:
+                self._send_rdy_locked(c, 1)
+
+    def _redistribute_locked(self) -> None:
+        """With fewer RDY slots than connections, move RDY 1 from idle connections to others."""
+        if self._stopping or self._backoff_counter > 0 or self._backoff_resume_at is not None:
+            return
+        conns = [c for c in self._conns.values() if not c.closed]
+        if not conns or self.max_in_flight >= len(conns):
+            return
+        now = time.monotonic()
+        freed = []
+        for c in conns:
+            if c.rdy > 0 and c.in_flight == 0 and \
+                    now - max(c.last_msg_at, c.rdy_changed_at) > self.low_rdy_idle_timeout:
+                self._send_rdy_locked(c, 0)
+                freed.append(c)
+        slots = self.max_in_flight - sum(c.rdy for c in conns)
+        if slots <= 0:
+            return
+        candidates = [c for c in conns if c.rdy == 0 and c not in freed] or \
+            [c for c in conns if c.rdy == 0]
+        random.shuffle(candidates)
+        for c in candidates[:slots]:
+            logger.debug("[%s] moving RDY 1 to %s", self.name, c.address)
+            self._send_rdy_locked(c, 1)
+
+    # ------------------------------------------------------------ backoff
+
+    def _backoff_duration(self, counter: int) -> float:
+        return self.backoff_multiplier * (2 ** counter)
+
+    def _backoff_signal(self, success: Optional[bool]) -> None:
+        """Account one answered message: True success, False failure, None neutral."""
+        if success is not False and self._backoff_counter == 0:
+            return  # the common case: no backoff and nothing to start one
+        with self._lock:
+            if self._stopping or self._backoff_resume_at is not None:
+                return  # results of messages sent before the block started don't count
+            changed = False
+            if success is True:
+                if self._backoff_counter > 0:
+                    self._backoff_counter -= 1
+                    changed = True
+            elif success is False:
+                if self.max_backoff_duration > 0 and \
+                        self._backoff_duration(self._backoff_counter + 1) <= self.max_backoff_duration:
+                    self._backoff_counter += 1
+                    changed = True
+            if self._backoff_counter == 0:
+                if changed:
+                    logger.info("[%s] backoff complete, resuming normal RDY on %d connections",
+                                self.name, len(self._conns))
+                    self._rebalance_locked()
+                return
+            duration = min(self._backoff_duration(self._backoff_counter), self.max_backoff_duration)
+            logger.info("[%s] backing off for %.3fs (counter %d)", self.name, duration, self._backoff_counter)
+            self.stats["backoffs"] += 1
+            self._backoff_resume_at = time.monotonic() + duration
+            for c in self._conns.values():
+                self._send_rdy_locked(c, 0)
+        self._wake.set()
+
+    def _resume_locked(self) -> None:
+        """End of a backoff block: RDY 1 on one connection to test the waters."""
+        self._backoff_resume_at = None
+        if self._backoff_counter == 0:
+            self._rebalance_locked()
+            return
+        conns = [c for c in self._conns.values() if not c.closed]
+        if not conns:
+            self._backoff_resume_at = time.monotonic() + 1.0
+            return
+        choice = random.choice(conns)
+        logger.info("[%s] testing backoff state with RDY 1 on %s", self.name, choice.address)
+        self._send_rdy_locked(choice, 1)
+
+    # ------------------------------------------------------------ workers
+
+    def _worker_loop(self) -> None:
+        queue = self._queue
+        batch_size = self._batch_size
+        pending: Dict[_ConsumerConn, List[bytes]] = {}
+        monotonic = time.monotonic
+        while True:
+            batch = queue.get_batch(batch_size)
+            if batch is None:
+                break
+            if len(batch) == 1:
+                self._process(batch[0], pending)
+            else:
+                flush_at = monotonic() + FLUSH_INTERVAL
+                for msg in batch:
+                    self._process(msg, pending)
+                    if pending and monotonic() > flush_at:
+                        self._flush(pending)
+                        flush_at = monotonic() + FLUSH_INTERVAL
+            if pending:
+                self._flush(pending)
+
+    def _process(self, msg: Message, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+        cc = msg._conn
+        if cc.closed:
+            msg._responded = True  # nsqd gives it to someone else; its FIN would fail
+            return
+        if self._abandon:
+            self._answer(msg, False, 0, False, pending)
+            return
+        if self.max_attempts > 0 and msg.attempts > self.max_attempts:
+            self._give_up(msg, pending)
+            return
+        try:
+            result = self.handler(msg)
+        except Exception:
+            logger.exception("[%s] handler failed for message %s (attempt %d)",
+                             self.name, msg.id.decode("ascii", "replace"), msg.attempts)
+            result = False
+        if msg._responded or msg._async:
+            return
+        if result is False:
+            self._answer(msg, False, None, True, pending)
+        else:
+            self._answer(msg, True, 0, False, pending)
+
+    def _give_up(self, msg: Message, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+        logger.warning("[%s] giving up on message %s after %d attempts", self.name,
+                       msg.id.decode("ascii", "replace"), msg.attempts)
+        self.stats["given_up"] += 1
+        if self.giveup_handler is not None:
+            try:
+                self.giveup_handler(msg)
+            except Exception:
+                logger.exception("[%s] giveup_handler failed", self.name)
+        if not msg._responded:
+            self._answer(msg, True, 0, False, pending)
+
+    def _requeue_delay_ms(self, msg: Message) -> int:
+        delay = min(self.requeue_delay * max(msg.attempts, 1), self.max_requeue_delay)
+        return int(delay * 1000)
+
+    def _command_for(self, msg: Message, success: bool, delay_ms: Optional[int]) -> bytes:
+        if success:
+            self.stats["finished"] += 1
+            return b"FIN " + msg.id + b"\n"
+        if delay_ms is None or delay_ms < 0:
+            delay_ms = self._requeue_delay_ms(msg)
+        self.stats["requeued"] += 1
+        return b"REQ %s %d\n" % (msg.id, int(delay_ms))
+
+    def _answer(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool,
+                pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+        """Queue a worker's FIN/REQ to be written with the rest of its batch."""
+        msg._responded = True
+        cmd = self._command_for(msg, success, delay_ms)
+        cmds = pending.get(msg._conn)
+        if cmds is None:
+            pending[msg._conn] = [cmd]
+        else:
+            cmds.append(cmd)
+        self._backoff_signal(True if success else (False if backoff else None))
+
+    def _flush(self, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+        for cc, cmds in pending.items():
+            if not cc.closed:
+                try:
+                    cc.conn.send(b"".join(cmds))
+                except NSQConnectionError as e:
+                    logger.debug("[%s] answers to %s lost: %s", self.name, cc.address, e)
+            cc.answered(len(cmds))
+        pending.clear()
+
+    def _respond_now(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool) -> None:
+        """finish()/requeue() called by user code: answer right away."""
+        with self._respond_lock:
+            if msg._responded:
+                logger.debug("[%s] message %s already answered", self.name, msg.id)
+                return
+            msg._responded = True
+        cc = msg._conn
+        cmd = self._command_for(msg, success, delay_ms)
+        if not cc.closed:
+            try:
+                cc.conn.send(cmd)
+            except NSQConnectionError as e:
+                logger.debug("[%s] answer to %s lost: %s", self.name, cc.address, e)
+        cc.answered(1)
+        self._backoff_signal(True if success else (False if backoff else None))
+
+    def _touch(self, msg: Message) -> None:
+        cc = msg._conn
+        if cc is None or cc.closed:
+            return
+        try:
+            cc.conn.send(b"TOUCH " + msg.id + b"\n")
+        except NSQConnectionError as e:
+            logger.debug("[%s] TOUCH to %s lost: %s", self.name, cc.address, e)
+
+    # ------------------------------------------------------------ stopping
+
+    def _notify_idle(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
+
+    def _in_flight_total(self) -> int:
+        with self._lock:
+            return sum(c.in_flight for c in self._conns.values() if not c.closed)
+
+    def _stop(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        try:
+            with self._lock:
+                conns = list(self._conns.values())
+            for cc in conns:
+                cc.closing = True
+                try:
+                    cc.conn.send(b"RDY 0\nCLS\n")
+                    cc.rdy = 0
+                except NSQConnectionError:
+                    pass
+            for cc in conns:
+                cc.close_wait.wait(max(0.0, deadline - time.monotonic()))
+            with self._idle:
+                while self._in_flight_total() > 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._idle.wait(min(left, 0.1))
+            # out of time: give back whatever is still waiting, then let workers exit
+            self._abandon = True
+            pending: Dict[_ConsumerConn, List[bytes]] = {}
+            for msg in self._queue.take_all():
+                if not msg._conn.closed and not msg._responded:
+                    self._answer(msg, False, 0, False, pending)
+            self._flush(pending)
+            self._queue.close()
+            grace = max(1.0, deadline - time.monotonic())
+            for t in self._workers:
+                if t is not threading.current_thread():
+                    t.join(grace)
+                    if t.is_alive():
+                        logger.warning("[%s] worker %s still busy in the handler at stop", self.name, t.name)
+            with self._lock:
+                conns = list(self._conns.values())
+            for cc in conns:
+                cc.closing = True
+                cc.conn.close()
+            for cc in conns:
+                if cc.reader is not None and cc.reader is not threading.current_thread():
+                    cc.reader.join(2.0)
+            if self._manager is not None and self._manager is not threading.current_thread():
+                self._manager.join(max(2.0, self.connect_timeout + self.lookupd_request_timeout))
+            logger.info("[%s] stopped", self.name)
+        finally:
+            self._done.set()
