@@ -70,6 +70,7 @@ class ClientV2:
         self.tls = False
         self.deflate = False
         self.snappy = False
+        self.deflate_level = 0
         self.auth_secret: Optional[str] = None
         self.identified = False
 
@@ -145,7 +146,7 @@ class ClientV2:
         want_tls = field("tls_v1", bool, False)
         want_deflate = field("deflate", bool, False)
         want_snappy = field("snappy", bool, False)
-        field("deflate_level", int, 0)
+        deflate_level = field("deflate_level", int, 0)
 
         if heartbeat == -1:
             hb = 0.0
@@ -193,6 +194,7 @@ class ClientV2:
             self.output_buffer_timeout = timeout
             self.sample_rate = sample_rate
             self.msg_timeout = mt
+            self.deflate_level = deflate_level if deflate_level > 0 else 0
             self.identified = True
             self.ready.notify()
         self.wants = {"tls_v1": want_tls, "deflate": want_deflate, "snappy": want_snappy}

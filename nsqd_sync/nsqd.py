@@ -190,7 +190,7 @@ class NSQD:
             "msg_timeout": int(client.msg_timeout * 1000),
             "tls_v1": False,
             "deflate": False,
-            "deflate_level": 0,
+            "deflate_level": min(client.deflate_level or 6, opts.max_deflate_level),
             "max_deflate_level": opts.max_deflate_level,
             "snappy": False,
             "sample_rate": client.sample_rate,
@@ -209,7 +209,7 @@ class NSQD:
         return None
 
     def authenticate(self, client: ClientV2, secret: str) -> bytes:
-        raise fatal("E_AUTH_DISABLED", "AUTH Disabled")
+        raise fatal("E_AUTH_DISABLED", "AUTH disabled")
 
     # ------------------------------------------------------------ topics
 

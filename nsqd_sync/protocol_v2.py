@@ -117,8 +117,9 @@ class ProtocolV2:
             nl = -1
             try:
                 if buf.startswith(b"FIN ", pos):
-                    pos = self._collect_fins(buf, pos, fins)
-                    if pos >= n or buf.startswith(b"FIN ", pos):
+                    after = self._collect_fins(buf, pos, fins)
+                    if after != pos:
+                        pos = after
                         continue
                 nl = buf.find(b"\n", pos)
                 if nl < 0:
@@ -228,7 +229,7 @@ class ProtocolV2:
     @staticmethod
     def _message_id(raw: bytes) -> bytes:
         if len(raw) != wire.MSG_ID_LENGTH:
-            raise fatal("E_INVALID", "Invalid Message ID")
+            raise fatal("E_INVALID", "invalid message ID")
         return raw
 
     def _require_subscribed(self, cmd: str) -> None:
@@ -351,7 +352,7 @@ class ProtocolV2:
     # check(size) for the size field; the command itself gets (params, buf, start, end).
 
     def _check_identify(self, params: List[bytes]) -> Callable[[int], None]:
-        if self.client.state != STATE_INIT or self.client.identified:
+        if self.client.state != STATE_INIT:
             raise fatal("E_INVALID", "cannot IDENTIFY in current state")
 
         def check_size(size: int) -> None:

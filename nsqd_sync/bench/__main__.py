@@ -1,6 +1,7 @@
 """`nsq_bench SUBCOMMAND [flags]` / `python -m nsqd_sync.bench SUBCOMMAND [flags]`."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -127,6 +128,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("%s %s: interrupted\n" % (PROG, name))
         sys.exit(130)
+    except BrokenPipeError:  # e.g. `nsq_bench writer | head -1`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        sys.exit(1)
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -82,7 +82,12 @@ class BenchNode:
         self._drain = threading.Thread(target=self._read_stderr, daemon=True,
                                        name="nsq_bench-node-%s-stderr" % label)
         self._drain.start()
-        if not self._ready.wait(start_timeout) or "TCP" not in self.addresses:
+        try:
+            started = self._ready.wait(start_timeout) and "TCP" in self.addresses
+        except BaseException:  # Ctrl-C while starting: never leave the node behind
+            self.stop()
+            raise
+        if not started:
             tail = self.log_tail()
             self.stop()
             raise BenchError("%s did not start (%s): %s" % (label, " ".join(self.argv), tail))

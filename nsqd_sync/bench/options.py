@@ -80,7 +80,7 @@ def _runfor(default: float = 10.0) -> Flag:
 
 def _workers() -> Flag:
     return Flag("workers", "int", CPUS, "connections, one OS process each",
-                validate=_at_least(1), default_text="number of CPUs (%d here)" % CPUS)
+                validate=_at_least(1), default_text="number of CPUs")
 
 
 def _idle() -> Flag:
@@ -118,7 +118,7 @@ READER = [_address(), _topic(), _channel(), _size(), _rdy(), _runfor(), _workers
 PUBSUB = [_address(), _topic(), _channel(), _size(), _batch(), _rdy(), _runfor(),
           Flag("workers", "int", CPUS, "connections on each side (writers and readers), "
                "one OS process each", validate=_at_least(1),
-               default_text="number of CPUs (%d here)" % CPUS)]
+               default_text="number of CPUs")]
 
 SINGLE = [_address(), _topic(), _size(), _runfor(), _workers()]
 

@@ -504,6 +504,7 @@ class Consumer:
                         err = error_from_frame(data)
                         if is_fatal(err):
                             raise err
+                        self.stats["errors"] += 1
                         logger.warning("[%s] nsqd %s: %s", self.name, cc.address, err)
                     else:
                         logger.warning("[%s] unknown frame type %d from %s", self.name, ftype, cc.address)
