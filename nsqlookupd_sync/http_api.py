@@ -164,7 +164,10 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         start = time.monotonic_ns()
-        path, _, query = self.path.partition("?")
+        # the target as sent (http.server folds a leading "//" in self.path; NSQ redirects it)
+        words = self.requestline.split()
+        target = words[1] if len(words) >= 2 else self.path
+        path, _, query = target.partition("?")
         self._read_body()
         status = self._route(path, query)
         if status is not None:  # redirects and OPTIONS answers are not logged, as in NSQ
@@ -278,9 +281,11 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if plain:
             self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.end_headers()
+        # headers and body in one write
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD" and body:
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
         return status
 
     def _send_json(self, status: int, payload: Optional[object]) -> int:
