@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 JSON_TYPE = "application/json; charset=utf-8"
 NSQ_CONTENT_TYPE = "nsq; version=1.0"
 
-Response = Tuple[int, Optional[object]]  # (status, payload: dict -> JSON, None -> empty)
-
 
 class APIError(Exception):
     """An API error: HTTP status and NSQ's message code."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Dict, Tuple
@@ -54,6 +55,13 @@ class TrackedThreadingMixIn(socketserver.ThreadingMixIn):
         finally:
             with self._conn_lock:
                 self._conns.pop(threading.current_thread(), None)
+
+    def handle_error(self, request, client_address) -> None:
+        """A handler raised: log it (socketserver would print to stderr) and carry on."""
+        if isinstance(sys.exc_info()[1], OSError):
+            logger.debug("connection %s: %s", format_address(client_address), sys.exc_info()[1])
+        else:
+            logger.exception("unexpected error serving %s", format_address(client_address))
 
     def close_connections(self, timeout: float = 5.0) -> None:
         """Shut down every open connection and join its thread (bounded by timeout)."""
