@@ -213,7 +213,8 @@ class Connection:
     def _identify(self) -> None:
         body = json.dumps(self.identify_fields).encode()
         self.sock.sendall(wire.command(b"IDENTIFY", body=body))
-        data = self.read_response()
+        # read exactly one frame: what follows may already be TLS or compressed
+        data = self._read_response_exact()
         if data == wire.OK:
             self.features = {}
             return
@@ -224,13 +225,36 @@ class Connection:
         if self.features.get("tls_v1"):
             ctx = self.tls_context or ssl.create_default_context()
             self.sock = ctx.wrap_socket(self.sock, server_hostname=self.host)
-            self._expect_ok("TLS")
+            if self._read_response_exact() != wire.OK:
+                raise NSQProtocolError("expected OK after the TLS upgrade")
         if self.features.get("snappy"):
             self._codec = _Snappy()
             self._expect_ok("snappy")
         elif self.features.get("deflate"):
             self._codec = _Deflate(int(self.features.get("deflate_level") or 6))
             self._expect_ok("deflate")
+
+    def _recv_exact(self, n: int) -> bytes:
+        parts = []
+        while n > 0:
+            chunk = self.sock.recv(n)
+            if not chunk:
+                raise NSQConnectionError("connection closed by %s during the handshake" % self.address)
+            parts.append(chunk)
+            n -= len(chunk)
+        return b"".join(parts)
+
+    def _read_response_exact(self) -> bytes:
+        """One response frame read without over-reading the socket (handshake only)."""
+        while True:
+            size, ftype = wire.unpack_frame_header(self._recv_exact(8))
+            data = self._recv_exact(size - 4)
+            if ftype == wire.FRAME_TYPE_ERROR:
+                raise error_from_frame(data)
+            if ftype != wire.FRAME_TYPE_RESPONSE:
+                raise NSQProtocolError("unexpected frame type %d during the handshake" % ftype)
+            if data != wire.HEARTBEAT:
+                return data
 
     def _expect_ok(self, what: str) -> None:
         data = self.read_response()
