@@ -31,7 +31,7 @@ from nsqd_sync import NSQ_VERSION
 from nsqd_sync.wire import is_valid_channel_name, is_valid_topic_name
 
 from . import gojson
-from .lookup_protocol_v1 import _format_elapsed
+from .lookup_protocol_v1 import format_elapsed
 from .registration_db import Registration, filter_by_active, filter_registrations, keys, subkeys
 from .tcp import TrackedThreadingMixIn, format_address
 
@@ -171,7 +171,7 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         if status is not None:  # redirects and OPTIONS answers are not logged, as in NSQ
             logger.info("%d %s %s (%s) %s", status, self.command, self.path,
                         format_address(self.client_address),
-                        _format_elapsed(time.monotonic_ns() - start))
+                        format_elapsed(time.monotonic_ns() - start))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 

@@ -153,7 +153,7 @@ class LookupProtocolV1:
             before = peer.last_update
             peer.touch()
             logger.info("CLIENT(%s): pinged (last ping %s)", peer.id,
-                        _format_elapsed(peer.last_update - before))
+                        format_elapsed(peer.last_update - before))
         return b"OK"
 
     def IDENTIFY(self, client: ClientV1, params: List[str]) -> bytes:
@@ -251,7 +251,7 @@ def _topic_channel(command: str, params: List[str]):
     return topic, channel
 
 
-def _format_elapsed(ns: int) -> str:
+def format_elapsed(ns: int) -> str:
     """A Go-style duration for log lines (`1.5s`, `250ms`, `12.3µs`)."""
     if ns < 1000:
         return "%dns" % ns
