@@ -139,22 +139,22 @@ def test_start_up_is_fast():
 
 def test_sigterm_and_sigint_exit_promptly_with_clients_connected():
     for sig in (signal.SIGTERM, signal.SIGINT):
-        node = NodeProcess("nsqlookupd")
-        peer = Peer(node.tcp_port)
-        peer.identify()
-        assert peer.command("REGISTER t c") == b"OK"
-        idle_http = socket.create_connection(("127.0.0.1", node.http_port), timeout=5)
-        idle_http.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert idle_http.recv(4096).endswith(b"OK")  # keep-alive connection left open
-        started = time.monotonic()
-        assert node.stop(sig, timeout=5) == 0
-        assert time.monotonic() - started < 3
-        peer.expect_closed()
-        idle_http.settimeout(5)
-        assert idle_http.recv(1) == b""
-        assert "TCP: closing 127.0.0.1:%d" % node.tcp_port in node.log_text()
-        peer.close()
-        idle_http.close()
+        with NodeProcess("nsqlookupd") as node:  # killed on the way out if a check fails
+            peer = Peer(node.tcp_port)
+            peer.identify()
+            assert peer.command("REGISTER t c") == b"OK"
+            idle_http = socket.create_connection(("127.0.0.1", node.http_port), timeout=5)
+            idle_http.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert idle_http.recv(4096).endswith(b"\r\n\r\nOK")  # a keep-alive connection left open
+            started = time.monotonic()
+            assert node.stop(sig, timeout=5) == 0
+            assert time.monotonic() - started < 3
+            peer.expect_closed()
+            idle_http.settimeout(5)
+            assert idle_http.recv(1) == b""
+            assert "TCP: closing 127.0.0.1:%d" % node.tcp_port in node.log_text()
+            peer.close()
+            idle_http.close()
 
 
 @pytest.mark.parametrize("form", [
