@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import List, Sequence
 
+from . import wire
 from .errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -46,15 +47,26 @@ class DummyBackend:
 
 
 def disk_backend(name: str, opts) -> object:
-    """A DiskQueue for a non-ephemeral topic or channel, configured from Options."""
+    """A DiskQueue for a non-ephemeral topic or channel, configured from Options.
+
+    In memory a message's attempts field is the count of its next delivery;
+    on disk it is NSQ's count of deliveries so far, so a data directory is
+    interchangeable with the real nsqd's.  The conversion happens here.
+    """
     from .diskqueue import DiskQueue, DiskQueueError
+
+    unbump = wire.unbump_attempts
+    bump = wire.bump_attempts
 
     class _Disk(DiskQueue):
         def put_many(self, items: Sequence[bytes]) -> None:  # type: ignore[override]
             try:
-                super().put_many(items)
+                super().put_many([unbump(m) for m in items])
             except DiskQueueError as e:
                 raise BackendError(str(e)) from e
+
+        def read_many(self, max_n: int) -> List[bytes]:  # type: ignore[override]
+            return [bump(m) for m in super().read_many(max_n)]
 
     return _Disk(name, opts.data_dir, max_bytes_per_file=opts.max_bytes_per_file,
                  min_msg_size=26, max_msg_size=opts.max_msg_size + 26,

@@ -39,8 +39,8 @@ STATE_CLOSING = 3
 MAX_BATCH = 200  # messages per channel take and per sendall
 
 _INF = float("inf")
-_ATT = wire.ATTEMPTS
 _hdr = wire.message_frame_header
+_bump = wire.bump_attempts
 
 
 class ClientV2:
@@ -237,6 +237,8 @@ class ClientV2:
     def finish(self, ids: List[bytes]) -> List[bytes]:
         """FIN a batch; returns the IDs that were not in flight for this client."""
         missing: List[bytes] = []
+        channel = self.channel
+        track = channel is not None and channel.e2e.enabled
         finished: List[bytes] = []
         with self.lock:
             pop = self.in_flight.pop
@@ -244,14 +246,15 @@ class ClientV2:
                 entry = pop(mid, None)
                 if entry is None:
                     missing.append(mid)
-                else:
+                elif track:
                     finished.append(entry[0])
-            if finished:
-                self.finish_count += len(finished)
+            done = len(ids) - len(missing)
+            if done:
+                self.finish_count += done
                 if self._pump_waiting:
                     self.ready.notify()
-        if finished and self.channel is not None:
-            self.channel.e2e.record_many(finished)
+        if finished:
+            channel.e2e.record_many(finished)  # type: ignore[union-attr]
         return missing
 
     def requeue(self, mid: bytes, delay: float) -> bool:
@@ -264,10 +267,11 @@ class ClientV2:
                 self.ready.notify()
         channel = self.channel
         if channel is not None:
+            data = _bump(entry[0])
             if delay > 0:
-                channel.requeue_deferred(entry[0], delay)
+                channel.requeue_deferred(data, delay)
             else:
-                channel.requeue_many([entry[0]])
+                channel.requeue_many([data])
         return True
 
     def touch(self, mid: bytes) -> bool:
@@ -289,7 +293,7 @@ class ClientV2:
                 expired_ids.append(mid)
             if not expired_ids:
                 return []
-            out = [infl.pop(mid)[0] for mid in expired_ids]
+            out = [_bump(infl.pop(mid)[0]) for mid in expired_ids]
             if self._pump_waiting:
                 self.ready.notify()
         return out
@@ -309,10 +313,10 @@ class ClientV2:
         return out
 
     def detach(self) -> List[bytes]:
-        """Mark closed, return the in-flight messages and shut the socket (node/channel exit)."""
+        """Mark closed, return the in-flight messages (ready to requeue) and shut the socket."""
         with self.lock:
             self.closed = True
-            out = [entry[0] for entry in self.in_flight.values()]
+            out = [_bump(entry[0]) for entry in self.in_flight.values()]
             self.in_flight.clear()
             self.ready.notify_all()
         self.close_connection()
@@ -341,15 +345,20 @@ class ClientV2:
                 if self.sample_rate:
                     rate = self.sample_rate
                     batch = [m for m in batch if random.randrange(100) <= rate]
+                # queued messages already carry their next attempts count: send them as they are
                 parts: List[bytes] = []
                 append = parts.append
                 infl = self.in_flight
+                hdr = b""
+                hdr_len = -1
                 for data in batch:
-                    attempts = (data[8] << 8 | data[9]) + 1
-                    out = data[:8] + (_ATT[attempts] if attempts < 256 else wire.pack_attempts(attempts)) + data[10:]
-                    infl[data[10:26]] = (out, deadline)
-                    append(_hdr(len(out)))
-                    append(out)
+                    infl[data[10:26]] = (data, deadline)
+                    n = len(data)
+                    if n != hdr_len:
+                        hdr = _hdr(n)
+                        hdr_len = n
+                    append(hdr)
+                    append(data)
                 self.message_count += len(batch)
         if excess:
             channel.give_back(excess)
@@ -420,7 +429,7 @@ class ClientV2:
         """The handler is done: stop the pump, requeue in-flight, leave the channel."""
         with self.lock:
             self.closed = True
-            leftovers = [entry[0] for entry in self.in_flight.values()]
+            leftovers = [_bump(entry[0]) for entry in self.in_flight.values()]
             self.in_flight.clear()
             self.ready.notify_all()
         channel = self.channel

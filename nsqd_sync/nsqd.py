@@ -43,6 +43,8 @@ METADATA_FILE = "nsqd.dat"
 class NullLatency:
     """End-to-end latency tracking when no percentiles are configured."""
 
+    enabled = False
+
     def record_many(self, msgs: Sequence[bytes]) -> None:
         pass
 
@@ -268,9 +270,15 @@ class NSQD:
     # ------------------------------------------------------------ publishing
 
     def make_messages(self, bodies: Sequence[bytes]) -> List[bytes]:
-        """Encode bodies as messages with fresh IDs and one timestamp for the batch."""
+        """Encode bodies as messages with fresh IDs and one timestamp for the batch.
+
+        In memory a message's attempts field holds the count it will be
+        delivered with next (so a fresh one says 1): delivery then sends the
+        stored bytes as they are.  Backends store NSQ's count so far
+        (backend.py converts).
+        """
         ids = self.guid.new_ids(len(bodies))
-        head = _MSG_HEAD.pack(time.time_ns(), 0)
+        head = _MSG_HEAD.pack(time.time_ns(), 1)
         return [head + mid + body for mid, body in zip(ids, bodies)]
 
     def publish(self, topic_name: str, bodies: Sequence[bytes], client: Optional[ClientV2] = None) -> None:

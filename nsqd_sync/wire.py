@@ -104,6 +104,17 @@ def with_attempts(data: bytes, attempts: int) -> bytes:
     return data[:8] + pack_attempts(attempts) + data[10:]
 
 
+def bump_attempts(data: bytes) -> bytes:
+    """A copy with attempts + 1 (saturating)."""
+    return data[:8] + pack_attempts(((data[8] << 8) | data[9]) + 1) + data[10:]
+
+
+def unbump_attempts(data: bytes) -> bytes:
+    """A copy with attempts - 1 (not below 0)."""
+    a = (data[8] << 8) | data[9]
+    return data[:8] + pack_attempts(a - 1 if a > 0 else 0) + data[10:]
+
+
 # ---------------------------------------------------------------- commands
 
 def command(name: bytes, *params: bytes, body: "bytes | None" = None) -> bytes:

@@ -235,7 +235,9 @@ class Consumer:
         self._backoff_counter = 0
         self._backoff_resume_at: Optional[float] = None
         self._batch_size = max(1, min(MAX_BATCH, self.max_in_flight // self.concurrency or 1))
+        # counters: received, finished, requeued, given_up, backoffs, errors (non-fatal error frames)
         self.stats: Dict[str, int] = collections.Counter()
+        self._stats_lock = threading.Lock()
         for addr in _addresses(nsqd_tcp_addresses):
             self._add_direct(addr)
 
@@ -504,13 +506,13 @@ class Consumer:
                         err = error_from_frame(data)
                         if is_fatal(err):
                             raise err
-                        self.stats["errors"] += 1
+                        self._count("errors", 1)
                         logger.warning("[%s] nsqd %s: %s", self.name, cc.address, err)
                     else:
                         logger.warning("[%s] unknown frame type %d from %s", self.name, ftype, cc.address)
                 if msgs:
                     cc.received(len(msgs))
-                    self.stats["received"] += len(msgs)
+                    self._count("received", len(msgs))
                     put_many(msgs)
         except NSQConnectionError as e:
             if not (cc.closing or self._stopping):
@@ -636,7 +638,7 @@ class Consumer:
                 return
             duration = min(self._backoff_duration(self._backoff_counter), self.max_backoff_duration)
             logger.info("[%s] backing off for %.3fs (counter %d)", self.name, duration, self._backoff_counter)
-            self.stats["backoffs"] += 1
+            self._count("backoffs", 1)
             self._backoff_resume_at = time.monotonic() + duration
             for c in self._conns.values():
                 self._send_rdy_locked(c, 0)
@@ -706,7 +708,7 @@ class Consumer:
     def _give_up(self, msg: Message, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
         logger.warning("[%s] giving up on message %s after %d attempts", self.name,
                        msg.id.decode("ascii", "replace"), msg.attempts)
-        self.stats["given_up"] += 1
+        self._count("given_up", 1)
         if self.giveup_handler is not None:
             try:
                 self.giveup_handler(msg)
@@ -721,11 +723,9 @@ class Consumer:
 
     def _command_for(self, msg: Message, success: bool, delay_ms: Optional[int]) -> bytes:
         if success:
-            self.stats["finished"] += 1
             return b"FIN " + msg.id + b"\n"
         if delay_ms is None or delay_ms < 0:
             delay_ms = self._requeue_delay_ms(msg)
-        self.stats["requeued"] += 1
         return b"REQ %s %d\n" % (msg.id, int(delay_ms))
 
     def _answer(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool,
@@ -741,7 +741,11 @@ class Consumer:
         self._backoff_signal(True if success else (False if backoff else None))
 
     def _flush(self, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+        fins = reqs = 0
         for cc, cmds in pending.items():
+            n_fin = sum(1 for c in cmds if c[0] == 70)  # b"F"
+            fins += n_fin
+            reqs += len(cmds) - n_fin
             if not cc.closed:
                 try:
                     cc.conn.send(b"".join(cmds))
@@ -749,6 +753,13 @@ class Consumer:
                     logger.debug("[%s] answers to %s lost: %s", self.name, cc.address, e)
             cc.answered(len(cmds))
         pending.clear()
+        with self._stats_lock:
+            self.stats["finished"] += fins
+            self.stats["requeued"] += reqs
+
+    def _count(self, key: str, n: int) -> None:
+        with self._stats_lock:
+            self.stats[key] += n
 
     def _respond_now(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool) -> None:
         """finish()/requeue() called by user code: answer right away."""
@@ -765,6 +776,7 @@ class Consumer:
             except NSQConnectionError as e:
                 logger.debug("[%s] answer to %s lost: %s", self.name, cc.address, e)
         cc.answered(1)
+        self._count("finished" if success else "requeued", 1)
         self._backoff_signal(True if success else (False if backoff else None))
 
     def _touch(self, msg: Message) -> None:
