@@ -281,10 +281,19 @@ class NSQD:
         head = _MSG_HEAD.pack(time.time_ns(), 1)
         return [head + mid + body for mid, body in zip(ids, bodies)]
 
+    def message_heads(self, n: int) -> List[bytes]:
+        """n message headers (timestamp, attempts, fresh ID): append a body to make a message."""
+        head = _MSG_HEAD.pack(time.time_ns(), 1)
+        return [head + mid for mid in self.guid.new_ids(n)]
+
     def publish(self, topic_name: str, bodies: Sequence[bytes], client: Optional[ClientV2] = None) -> None:
-        msgs = self.make_messages(bodies)
+        self.publish_messages(topic_name, self.make_messages(bodies), sum(map(len, bodies)), client)
+
+    def publish_messages(self, topic_name: str, msgs: List[bytes], body_bytes: int,
+                         client: Optional[ClientV2] = None) -> None:
+        """Publish already-encoded messages (body_bytes: the size of their bodies)."""
         topic = self.get_topic(topic_name)
-        topic.put_many(msgs, sum(map(len, bodies)))
+        topic.put_many(msgs, body_bytes)
         if client is not None:
             client.pub_counts[topic_name] = client.pub_counts.get(topic_name, 0) + len(msgs)
 

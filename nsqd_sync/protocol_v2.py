@@ -72,19 +72,10 @@ class ProtocolV2:
         self.nsqd.add_client(client)
         client.apply_read_timeout()
         client.start_pump()
-        buf = bytearray(initial)
+        pending = bytearray(initial)  # an incomplete command left over from the last read
         reason = ""
         try:
             while not self._closing:
-                if buf:
-                    consumed = self._process(buf)
-                    if consumed:
-                        del buf[:consumed]
-                    if self._closing:
-                        break
-                    if len(buf) > MAX_LINE and buf.find(b"\n") < 0:
-                        self._send_error(fatal("E_INVALID", "command line too long"))
-                        break
                 try:
                     data = self.sock.recv(RECV_SIZE)
                 except socket.timeout:
@@ -95,7 +86,21 @@ class ProtocolV2:
                     break
                 if not data:
                     break
-                buf += data
+                if pending:
+                    pending += data
+                    work = pending
+                else:
+                    work = data  # the common case: parse the received bytes without copying
+                consumed = self._process(work)
+                if self._closing:
+                    break
+                if work is pending:
+                    del pending[:consumed]
+                elif consumed < len(work):
+                    pending = bytearray(work[consumed:])
+                if len(pending) > MAX_LINE and pending.find(b"\n") < 0:
+                    self._send_error(fatal("E_INVALID", "command line too long"))
+                    break
         except Exception:  # noqa: BLE001 - one client's bug must not take the node down
             log.exception("PROTOCOL(V2): [%s] unexpected error", client.remote_address)
         finally:
@@ -107,7 +112,7 @@ class ProtocolV2:
             client.on_disconnect()
             self.nsqd.remove_client(client)
 
-    def _process(self, buf: bytearray) -> int:
+    def _process(self, buf: "bytes | bytearray") -> int:
         """Run every complete command in buf; return how many bytes were consumed."""
         pos = 0
         n = len(buf)
@@ -440,24 +445,32 @@ class ProtocolV2:
 
     def MPUB(self, params: List[bytes], buf: bytearray, start: int, end: int) -> Optional[bytes]:
         topic_name = params[1].decode()
-        bodies = self._split_mpub(buf, start, end)
+        msgs, body_bytes = self._parse_mpub(buf, start, end)
         self.nsqd.check_auth(self.client, "MPUB", topic_name, "")
         try:
-            self.nsqd.publish(topic_name, bodies, self.client)
+            self.nsqd.publish_messages(topic_name, msgs, body_bytes, self.client)
         except (BackendError, ExitingError) as e:
             raise fatal("E_MPUB_FAILED", "MPUB failed %s" % e) from None
         return wire.OK_FRAME
 
-    def _split_mpub(self, buf: bytearray, start: int, end: int) -> List[bytes]:
-        """Validate and split an MPUB body in one pass over the receive buffer."""
+    def _parse_mpub(self, buf: bytearray, start: int, end: int) -> Tuple[List[bytes], int]:
+        """Validate an MPUB body and build its encoded messages in the same pass.
+
+        Returns (messages, total body bytes).  The count comes first, so the
+        batch's IDs are drawn up front and each message is built straight from
+        the receive buffer: one copy per message.
+        """
         if end - start < 4:
             raise fatal("E_BAD_BODY", "MPUB failed to read message count")
         (count,) = _unpack_int32(buf, start)
         if count <= 0:
             raise fatal("E_BAD_BODY", "MPUB invalid message count %d" % count)
         max_size = self.opts.max_msg_size
-        bodies: List[bytes] = []
-        append = bodies.append
+        # each message takes at least 5 bytes (size + 1 byte of body): never draw more IDs
+        # than the body can hold, whatever count claims (a bigger count fails below)
+        heads = self.nsqd.message_heads(min(count, (end - start - 4) // 5))
+        msgs: List[bytes] = []
+        append = msgs.append
         pos = start + 4
         mv = memoryview(buf)
         try:
@@ -473,11 +486,11 @@ class ProtocolV2:
                 stop = pos + size
                 if stop > end:
                     raise fatal("E_BAD_MESSAGE", "MPUB failed to read message body")
-                append(mv[pos:stop].tobytes())
+                append(heads[i] + mv[pos:stop])
                 pos = stop
         finally:
             mv.release()
-        return bodies
+        return msgs, end - start - 4 - 4 * count
 
     def _check_dpub(self, params: List[bytes]) -> Callable[[int], None]:
         self._topic_param("DPUB", params, 3)

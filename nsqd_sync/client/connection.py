@@ -207,7 +207,7 @@ class Connection:
         except NSQError:
             self.close()
             raise
-        sock.settimeout(self.read_timeout)
+        self.sock.settimeout(self.read_timeout)
         return self.features
 
     def _identify(self) -> None:

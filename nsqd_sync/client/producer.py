@@ -193,7 +193,8 @@ class Producer:
                 except (OSError, ValueError):
                     self._drop_connection()
                     continue
-                if not readable and not conn.has_buffered_frames():
+                pending = getattr(conn.sock, "pending", None)  # TLS: decrypted bytes select can't see
+                if not readable and not conn.has_buffered_frames() and not (pending and pending()):
                     continue
                 try:
                     for ftype, data in conn.recv_frames():
