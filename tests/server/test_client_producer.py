@@ -1,7 +1,6 @@
 """The client library's Producer against our nsqd, over real loopback sockets."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -10,7 +9,7 @@ import pytest
 from nsqd_sync import wire
 from nsqd_sync.client import (NSQBadBody, NSQBadMessage, NSQBadTopic, NSQConnectionError, NSQError,
                               NSQInvalid, Producer)
-from tests.helpers import NodeProcess, RawConn, http_request, wait_for
+from tests.helpers import NodeProcess, RawConn, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -223,3 +222,58 @@ def test_closed_producer_refuses(start_nsqd):
     with pytest.raises(NSQConnectionError):
         p.pub("t", b"y")
     assert not [t for t in threading.enumerate() if t.name.startswith("nsq-producer-%s" % node.tcp_address)]
+
+
+def make_cert(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (cert path, key path)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_tls_round_trip(start_nsqd, tmp_path):
+    pytest.importorskip("cryptography")
+    import ssl
+
+    from nsqd_sync.client import Consumer
+
+    cert, key = make_cert(tmp_path)
+    node = start_nsqd(args=["--tls-cert=" + cert, "--tls-key=" + key])
+    ctx = ssl.create_default_context(cafile=cert)
+    with Producer(node.tcp_address, tls_v1=True, tls_context=ctx, deflate=True) as p:
+        p.ping()
+        if not p.features.get("tls_v1"):
+            pytest.skip("this nsqd does not negotiate TLS yet")
+        assert isinstance(p._conn.sock, ssl.SSLSocket)
+        p.pub("tls", b"secret")
+        p.mpub("tls", [b"x" * 5000] * 5)
+    got = []
+    c = Consumer("tls", "ch", lambda m: got.append(m.body), nsqd_tcp_addresses=[node.tcp_address],
+                 tls_v1=True, tls_context=ctx, max_in_flight=10)
+    c.start()
+    try:
+        wait_for(lambda: len(got) == 6, timeout=10, message="6 messages over TLS")
+    finally:
+        c.stop()
+    assert got[0] == b"secret" and c.stats["errors"] == 0
