@@ -75,6 +75,7 @@ class NSQD:
         self.http_address: Tuple[str, int] = ("", 0)
         self._threads: List[threading.Thread] = []
         self.change_listeners: List[Callable[..., None]] = []
+        self.lookup = None  # lookup.Lookup once lookupd addresses are known
 
     # ------------------------------------------------------------ life cycle
 
@@ -99,6 +100,8 @@ class NSQD:
         self._serve(self.http_server, "nsqd-http-accept")
         self.load_metadata()
         self.persist_metadata()
+        if opts.lookupd_tcp_addresses:
+            self.on_lookupd_addresses_changed(opts.lookupd_tcp_addresses)
 
     def _serve(self, server, name: str) -> None:
         t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=name, daemon=True)
@@ -163,6 +166,22 @@ class NSQD:
         if self._dir_lock_fd is not None:
             os.close(self._dir_lock_fd)
             self._dir_lock_fd = None
+
+    # ------------------------------------------------------------ lookupd (lookup.py)
+
+    def on_lookupd_addresses_changed(self, addresses: Sequence[str]) -> None:
+        """Register with exactly these lookupds from now on (start-up, PUT /config/nsqlookupd_tcp_addresses)."""
+        from .lookup import Lookup
+
+        with self.lock:
+            if self._exited:
+                return
+            self.opts.lookupd_tcp_addresses = list(addresses)
+            if self.lookup is None:
+                self.lookup = Lookup(self)
+                self.change_listeners.append(self.lookup)
+            lookup = self.lookup
+        lookup.set_addresses(addresses)
 
     # ------------------------------------------------------------ clients
 
