@@ -249,6 +249,8 @@ class NSQD:
             self.topics[name] = topic
         log.info("TOPIC(%s): created", name)
         self.notify_change(topic, None)
+        if self.lookup is not None and not self._loading:
+            self.lookup.precreate_channels(topic)  # channels lookupd knows, before the first message
         return topic
 
     def get_existing_topic(self, name: str) -> Optional[Topic]:
