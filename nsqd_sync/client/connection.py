@@ -38,6 +38,28 @@ def split_address(address: str) -> Tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+# IDENTIFY fields that are durations: given in seconds in the Python API, sent in ms
+DURATION_FIELDS = ("heartbeat_interval", "msg_timeout", "output_buffer_timeout")
+
+
+def identify_fields(**options: Any) -> Dict[str, Any]:
+    """IDENTIFY fields from Python-level options.
+
+    Durations (heartbeat_interval, msg_timeout, output_buffer_timeout) are
+    given in seconds and sent in milliseconds (a negative value stays -1,
+    NSQ's "disabled"); booleans that are False and values that are None are
+    left out so nsqd's defaults apply; anything else is sent as given.
+    """
+    out: Dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        if key in DURATION_FIELDS:
+            value = -1 if value < 0 else int(round(value * 1000))
+        out[key] = value
+    return out
+
+
 def default_identify() -> Dict[str, Any]:
     hostname = socket.gethostname()
     return {
@@ -153,8 +175,8 @@ class Connection:
     """A V2 connection to one nsqd.
 
     identify:      IDENTIFY fields sent on top of the defaults (client_id,
-                   hostname, user_agent, feature_negotiation).  Durations are
-                   in milliseconds here, as on the wire.
+                   hostname, user_agent, feature_negotiation), as on the wire
+                   (durations in milliseconds; see identify_fields()).
     tls_context:   used when `tls_v1` is negotiated (default: the system's
                    verifying context).
     auth_secret:   sent with AUTH when nsqd says auth_required.

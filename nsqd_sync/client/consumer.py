@@ -37,7 +37,7 @@ import time
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from .. import wire
-from .connection import NOP, Connection
+from .connection import NOP, Connection, identify_fields
 from .errors import NSQConnectionError, NSQError, error_from_frame, is_fatal
 from .lookup import lookup_nsqd_addresses
 from .message import Message
@@ -203,17 +203,11 @@ class Consumer:
         self.tls_context = tls_context
         self.auth_secret = auth_secret
 
-        def ms(v: Optional[float]) -> Optional[int]:
-            return None if v is None else int(v * 1000) if v >= 0 else -1
-
-        self.identify: Dict[str, Any] = {
-            "client_id": client_id, "hostname": hostname, "user_agent": user_agent,
-            "heartbeat_interval": ms(heartbeat_interval), "msg_timeout": ms(msg_timeout),
-            "output_buffer_size": output_buffer_size, "output_buffer_timeout": ms(output_buffer_timeout),
-            "sample_rate": sample_rate, "deflate": deflate or None, "deflate_level": deflate_level,
-            "snappy": snappy or None, "tls_v1": tls_v1 or None,
-        }
-        self.identify = {k: v for k, v in self.identify.items() if v is not None}
+        self.identify: Dict[str, Any] = identify_fields(
+            client_id=client_id, hostname=hostname, user_agent=user_agent,
+            heartbeat_interval=heartbeat_interval, msg_timeout=msg_timeout,
+            output_buffer_size=output_buffer_size, output_buffer_timeout=output_buffer_timeout,
+            sample_rate=sample_rate, deflate=deflate, deflate_level=deflate_level, snappy=snappy, tls_v1=tls_v1)
 
         self.name = "%s/%s" % (topic, channel)
         self._lock = threading.Lock()

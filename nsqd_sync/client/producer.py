@@ -19,7 +19,7 @@ import time
 from typing import Any, Iterable, Optional, Union
 
 from .. import wire
-from .connection import NOP, Connection
+from .connection import NOP, Connection, identify_fields
 from .errors import NSQBadTopic, NSQConnectionError, NSQError, NSQProtocolError, error_from_frame, is_fatal
 
 logger = logging.getLogger(__name__)
@@ -48,16 +48,16 @@ def _topic_bytes(command: str, topic: str) -> bytes:
 class Producer:
     """Publishes to one nsqd at `nsqd_tcp_address` (`host:port`).
 
-    identify_options are IDENTIFY fields (durations in ms, as on the wire),
-    e.g. `client_id`, `user_agent`, `heartbeat_interval`, `deflate`,
-    `snappy`, `tls_v1`, `output_buffer_timeout`.
+    identify_options are IDENTIFY fields, with durations in seconds as for
+    the Consumer: e.g. `client_id`, `user_agent`, `heartbeat_interval`,
+    `deflate`, `deflate_level`, `snappy`, `tls_v1`, `output_buffer_timeout`.
     """
 
     def __init__(self, nsqd_tcp_address: str, *, connect_timeout: float = 1.0,
                  read_timeout: float = 60.0, tls_context: Optional[ssl.SSLContext] = None,
                  auth_secret: Optional[str] = None, **identify_options: Any) -> None:
         self.address = nsqd_tcp_address
-        self.identify_options = identify_options
+        self.identify_options = identify_fields(**identify_options)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.tls_context = tls_context

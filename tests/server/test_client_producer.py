@@ -186,7 +186,7 @@ def test_thread_safe_publishing(start_nsqd):
 
 def test_idle_producer_answers_heartbeats(start_nsqd):
     node = start_nsqd()
-    with Producer(node.tcp_address, heartbeat_interval=1000) as p:
+    with Producer(node.tcp_address, heartbeat_interval=1.0) as p:
         p.pub("hb", b"1")
         conn = p._conn
         # nsqd closes a client that misses two heartbeats (2 s here)

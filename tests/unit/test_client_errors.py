@@ -270,3 +270,14 @@ def test_identify_fields_from_consumer_options():
     assert c.identify == {"msg_timeout": 1500, "heartbeat_interval": 5000, "deflate": True,
                           "output_buffer_timeout": 100, "sample_rate": 10, "user_agent": "ua/1"}
     assert Consumer("t", "c", lambda m: None, output_buffer_timeout=-1).identify == {"output_buffer_timeout": -1}
+
+
+def test_producer_identify_options_use_seconds():
+    from nsqd_sync.client import Producer
+
+    p = Producer("127.0.0.1:1", heartbeat_interval=2.5, msg_timeout=None, deflate=False, client_id="x",
+                 output_buffer_timeout=0.25, snappy=True)
+    assert p.identify_options == {"heartbeat_interval": 2500, "client_id": "x", "output_buffer_timeout": 250,
+                                  "snappy": True}
+    assert p.features == {} and not p.connected
+    p.close()
