@@ -10,7 +10,7 @@ depth(), empty(), delete(), close(), and `healthy`.
 from __future__ import annotations
 
 import logging
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from . import wire
 from .errors import BackendError
@@ -46,12 +46,15 @@ class DummyBackend:
         pass
 
 
-def disk_backend(name: str, opts) -> object:
+def disk_backend(name: str, opts, on_health: Callable[[Optional[str]], None]) -> object:
     """A DiskQueue for a non-ephemeral topic or channel, configured from Options.
 
     In memory a message's attempts field is the count of its next delivery;
     on disk it is NSQ's count of deliveries so far, so a data directory is
     interchangeable with the real nsqd's.  The conversion happens here.
+
+    Every write reports to on_health, as NSQ's SetHealth: a failure makes the
+    node unhealthy (/ping answers 500) until a later write succeeds.
     """
     from .diskqueue import DiskQueue, DiskQueueError
 
@@ -63,7 +66,10 @@ def disk_backend(name: str, opts) -> object:
             try:
                 super().put_many([unbump(m) for m in items])
             except DiskQueueError as e:
+                on_health("failed to write message to backend - %s" % e)
+                log.error("DISKQUEUE(%s): failed to write messages to backend - %s", name, e)
                 raise BackendError(str(e)) from e
+            on_health(None)
 
         def read_many(self, max_n: int) -> List[bytes]:  # type: ignore[override]
             return [bump(m) for m in super().read_many(max_n)]

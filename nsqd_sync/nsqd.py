@@ -275,7 +275,7 @@ class NSQD:
             return DummyBackend(name)
         from .backend import disk_backend
 
-        return disk_backend(name, self.opts)
+        return disk_backend(name, self.opts, self.set_health)
 
     def notify_change(self, topic: Topic, channel: Any, deleted: bool = False) -> None:
         """A topic or channel was created or deleted: persist metadata, tell listeners (lookupd)."""
@@ -335,8 +335,13 @@ class NSQD:
         return self.health_error is None
 
     def set_health(self, error: Optional[str]) -> None:
-        if error and error != self.health_error:
+        """Record the result of the last backend write (None: it worked)."""
+        if error == self.health_error:
+            return
+        if error:
             log.error("NSQ: unhealthy - %s", error)
+        else:
+            log.info("NSQ: healthy again")
         self.health_error = error
 
     # ------------------------------------------------------------ metadata (nsqd.dat)
