@@ -1,0 +1,174 @@
+"""Interop with pynsq (the real Python client from PyPI) against our nsqd.
+
+The scenario from NSQ's introductions: a Writer publishes to topic `topic`;
+channel `channel` has one Reader and sees every message; channel `ch` has
+two Readers that split the messages between them, none lost or doubled.
+Each test runs a tornado IOLoop in the test thread with a deadline.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+import pytest
+
+nsq = pytest.importorskip("nsq")
+tornado_ioloop = pytest.importorskip("tornado.ioloop")
+
+from tests.helpers import NodeProcess  # noqa: E402
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = NodeProcess("nsqd", data_path=str(tmp_path))
+    yield n
+    n.stop()
+
+
+def run_loop(loop, done, timeout: float) -> None:
+    """Run the IOLoop until done() or the deadline."""
+    deadline = time.monotonic() + timeout
+
+    def check():
+        if done() or time.monotonic() > deadline:
+            loop.stop()
+
+    poll = tornado_ioloop.PeriodicCallback(check, 20)
+    poll.start()
+    loop.start()
+    poll.stop()
+
+
+def make_loop():
+    """A fresh asyncio loop made current, so pynsq's IOLoop.current() finds it."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    return tornado_ioloop.IOLoop.current()
+
+
+def close_all(loop, clients) -> None:
+    for c in clients:
+        if isinstance(c, nsq.Reader):
+            c.close()
+        else:
+            for conn in list(c.conns.values()):
+                conn.close()
+    # let the closes go out
+    loop.call_later(0.2, loop.stop)
+    loop.start()
+    loop.close(all_fds=True)
+    asyncio.set_event_loop(None)
+
+
+def test_writer_and_readers_scenario(node):
+    loop = make_loop()
+    addr = node.tcp_address
+    total = 300
+    seen_channel = []
+    seen_ch = collections.defaultdict(list)
+
+    def on_channel(msg):
+        seen_channel.append(msg.body)
+        return True
+
+    def reader_for_ch(name):
+        def handler(msg):
+            seen_ch[name].append(msg.body)
+            return True
+        return handler
+
+    readers = [
+        nsq.Reader("topic", "channel", message_handler=on_channel, nsqd_tcp_addresses=[addr],
+                   max_in_flight=50),
+        nsq.Reader("topic", "ch", message_handler=reader_for_ch("r1"), nsqd_tcp_addresses=[addr],
+                   max_in_flight=10),
+        nsq.Reader("topic", "ch", message_handler=reader_for_ch("r2"), nsqd_tcp_addresses=[addr],
+                   max_in_flight=10),
+    ]
+    writer = nsq.Writer([addr])
+    results = []
+
+    def readers_ready():
+        return all(r.total_rdy > 0 for r in readers)
+
+    run_loop(loop, readers_ready, 10)
+    assert readers_ready(), "pynsq readers did not connect and send RDY"
+
+    def publish(i=0):
+        if i >= total:
+            return
+        body = b"msg-%04d" % i
+        if not writer.conns:
+            loop.call_later(0.05, publish, i)
+            return
+        writer.pub("topic", body, callback=lambda conn, data: results.append(data))
+        loop.call_later(0.001, publish, i + 1)
+
+    loop.add_callback(publish)
+    expected = sorted(b"msg-%04d" % i for i in range(total))
+    run_loop(loop, lambda: len(seen_channel) >= total and sum(map(len, seen_ch.values())) >= total, 30)
+    # a moment more to catch duplicates
+    run_loop(loop, lambda: False, 0.3)
+    close_all(loop, readers + [writer])
+
+    assert all(r == b"OK" for r in results), results[:5]
+    assert len(results) == total
+    assert sorted(seen_channel) == expected
+    both = seen_ch["r1"] + seen_ch["r2"]
+    assert sorted(both) == expected, "channel ch lost or doubled messages"
+    assert seen_ch["r1"] and seen_ch["r2"], "both readers of ch must get a share: %d/%d" % (
+        len(seen_ch["r1"]), len(seen_ch["r2"]))
+
+
+def test_mpub_and_requeue_with_attempts(node):
+    loop = make_loop()
+    addr = node.tcp_address
+    attempts = collections.defaultdict(list)
+    done = set()
+
+    def handler(msg):
+        attempts[msg.body].append(msg.attempts)
+        if msg.attempts < 3:
+            msg.requeue(backoff=False, delay=0)
+            return None
+        done.add(msg.body)
+        return True
+
+    reader = nsq.Reader("retry_t", "c", message_handler=handler, nsqd_tcp_addresses=[addr],
+                        max_in_flight=5, max_tries=10)
+    writer = nsq.Writer([addr])
+    results = []
+
+    def publish():
+        if not writer.conns:
+            loop.call_later(0.05, publish)
+            return
+        writer.mpub("retry_t", [b"a", b"b", b"c"], callback=lambda conn, data: results.append(data))
+
+    loop.add_callback(publish)
+    run_loop(loop, lambda: len(done) == 3, 20)
+    close_all(loop, [reader, writer])
+    assert results == [b"OK"]
+    assert done == {b"a", b"b", b"c"}
+    for body in (b"a", b"b", b"c"):
+        assert attempts[body] == [1, 2, 3], attempts
+
+
+def test_error_reaches_pynsq_writer(node):
+    loop = make_loop()
+    writer = nsq.Writer([node.tcp_address])
+    results = []
+
+    def publish():
+        if not writer.conns:
+            loop.call_later(0.05, publish)
+            return
+        writer.pub("bad!topic", b"x", callback=lambda conn, data: results.append(data))
+
+    loop.add_callback(publish)
+    run_loop(loop, lambda: bool(results), 10)
+    close_all(loop, [writer])
+    assert results, "no answer to a bad PUB"
+    err = results[0]
+    assert isinstance(err, nsq.Error)
+    assert "E_BAD_TOPIC" in str(err)
