@@ -1,0 +1,243 @@
+"""Shared fixtures: real nodes on ephemeral loopback ports and raw V2 connections.
+
+* `nsqd_factory(*args, data_path=None)` starts an nsqd subprocess with extra
+  command-line args; `nsqd` is one default node.  Both are stopped with
+  SIGTERM at teardown (and the test fails if a node does not exit).
+* `shared_nsqd` is one default node for a whole test module; tests that use
+  it must use their own topic names (the `topic` fixture makes one).
+* `conns(node_or_port, ...)` opens a `ProtoConn` (a `tests.helpers.RawConn`
+  with a few protocol helpers); all are closed at teardown.
+
+Every wait is bounded: frames are read with socket timeouts and the
+"nothing arrives" checks (`assert_silent`) take an explicit duration.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+import time
+import uuid
+from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+import pytest
+
+from nsqd_sync import wire
+from tests.helpers import NodeProcess, RawConn
+
+ALIVE_TOPIC = "nsq_sync_alive_check"
+
+
+class Msg(NamedTuple):
+    timestamp: int
+    attempts: int
+    id: bytes
+    body: bytes
+
+
+class ProtoConn(RawConn):
+    """A raw V2 connection with helpers that assert NSQ's answers."""
+
+    # ------------------------------------------------------------ reading
+
+    def _fill(self, n: int) -> None:
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError("connection closed")
+            self.buf += d
+
+    def frame(self) -> Tuple[int, bytes]:
+        """One whole frame; a timeout part-way leaves the buffer intact."""
+        self._fill(8)
+        size, ftype = struct.unpack_from(">ii", self.buf)
+        self._fill(4 + size)
+        data = self.buf[8:4 + size]
+        self.buf = self.buf[4 + size:]
+        return ftype, data
+
+    def next_frame(self, timeout: Optional[float] = None) -> Tuple[int, bytes]:
+        """The next frame that is not a heartbeat (heartbeats are not answered)."""
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        return self.frame_skip_heartbeats()
+
+    def expect(self, frame_type: int, data: bytes) -> None:
+        got = self.next_frame()
+        assert got == (frame_type, data), "expected %r, got %r" % ((frame_type, data), got)
+
+    def expect_ok(self) -> None:
+        self.expect(wire.FRAME_TYPE_RESPONSE, wire.OK)
+
+    def expect_error(self, text: str, fatal: bool = True) -> None:
+        """The next frame is exactly this error; a fatal one is followed by the close."""
+        got = self.next_frame()
+        want = (wire.FRAME_TYPE_ERROR, text.encode("utf-8") if isinstance(text, str) else text)
+        assert got == want, "expected %r, got %r" % (want, got)
+        if fatal:
+            self.assert_closed()
+        else:
+            self.assert_alive()
+
+    def assert_closed(self, timeout: float = 5.0) -> None:
+        """The server closes the connection, sending nothing but heartbeats first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, "connection still open after %.1fs" % timeout
+            self.sock.settimeout(remaining)
+            try:
+                ft, data = self.frame()
+            except (EOFError, ConnectionResetError, BrokenPipeError):
+                return
+            except socket.timeout:
+                raise AssertionError("connection still open after %.1fs" % timeout) from None
+            assert (ft, data) == (wire.FRAME_TYPE_RESPONSE, wire.HEARTBEAT), \
+                "unexpected frame before close: %r" % ((ft, data),)
+
+    def assert_alive(self) -> None:
+        """The connection still runs commands: a PUB on it is answered OK."""
+        self.pub(ALIVE_TOPIC, b"alive")
+
+    def assert_silent(self, seconds: float) -> None:
+        """No frame other than a heartbeat arrives for `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.sock.settimeout(remaining)
+            try:
+                ft, data = self.frame()
+            except socket.timeout:
+                return
+            assert (ft, data) == (wire.FRAME_TYPE_RESPONSE, wire.HEARTBEAT), \
+                "expected nothing for %.1fs, got %r" % (seconds, (ft, data))
+
+    def message(self, timeout: float = 5.0) -> Msg:  # type: ignore[override]
+        ft, data = self.next_frame(timeout)
+        assert ft == wire.FRAME_TYPE_MESSAGE, "expected a message, got %r" % ((ft, data),)
+        return Msg(*wire.decode_message(data))
+
+    def messages(self, n: int, timeout: float = 5.0) -> List[Msg]:
+        return [self.message(timeout) for _ in range(n)]
+
+    # ------------------------------------------------------------ commands
+
+    def identify(self, **fields) -> dict:  # type: ignore[override]
+        """IDENTIFY with feature negotiation; returns the server's JSON answer."""
+        self.send("IDENTIFY", json.dumps(dict(fields, feature_negotiation=True)).encode())
+        ft, data = self.next_frame()
+        assert ft == wire.FRAME_TYPE_RESPONSE, (ft, data)
+        return json.loads(data)
+
+    def pub(self, topic: str, body: bytes) -> None:
+        self.send("PUB " + topic, body)
+        self.expect_ok()
+
+    def mpub(self, topic: str, bodies: Sequence[bytes]) -> None:
+        self.send("MPUB " + topic, wire.mpub_body(list(bodies)))
+        self.expect_ok()
+
+    def dpub(self, topic: str, delay_ms: int, body: bytes) -> None:
+        self.send("DPUB %s %d" % (topic, delay_ms), body)
+        self.expect_ok()
+
+    def sub(self, topic: str, channel: str, rdy: Optional[int] = None) -> None:
+        self.send("SUB %s %s" % (topic, channel))
+        self.expect_ok()
+        if rdy is not None:
+            self.rdy(rdy)
+
+    def rdy(self, count: int) -> None:
+        self.send("RDY %d" % count)
+
+    def fin(self, msg_id: bytes) -> None:
+        self.send("FIN " + msg_id.decode())
+
+    def req(self, msg_id: bytes, delay_ms: int = 0) -> None:
+        self.send("REQ %s %d" % (msg_id.decode(), delay_ms))
+
+    def touch(self, msg_id: bytes) -> None:
+        self.send("TOUCH " + msg_id.decode())
+
+
+def body_frame(data: bytes) -> bytes:
+    """int32 size + data, as after IDENTIFY/PUB/MPUB/DPUB/AUTH."""
+    return struct.pack(">i", len(data)) + data
+
+
+def _stop_all(nodes: Sequence[NodeProcess]) -> None:
+    problems = []
+    for node in nodes:
+        try:
+            node.stop()
+        except AssertionError as e:
+            problems.append(str(e))
+    assert not problems, problems
+
+
+@pytest.fixture
+def nsqd_factory(tmp_path_factory) -> Iterator[Callable[..., NodeProcess]]:
+    """start(*args, data_path=None, **NodeProcess kwargs) -> a running nsqd."""
+    nodes: List[NodeProcess] = []
+
+    def start(*args: str, data_path: Optional[str] = None, **kw) -> NodeProcess:
+        if data_path is None:
+            data_path = str(tmp_path_factory.mktemp("nsqd"))
+        node = NodeProcess("nsqd", args=[str(a) for a in args], data_path=data_path, **kw)
+        nodes.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        _stop_all(nodes)
+
+
+@pytest.fixture
+def nsqd(nsqd_factory) -> NodeProcess:
+    """One nsqd with default options, for this test only."""
+    return nsqd_factory()
+
+
+@pytest.fixture(scope="module")
+def shared_nsqd(tmp_path_factory) -> Iterator[NodeProcess]:
+    """One nsqd with default options shared by a test module (use unique topics)."""
+    node = NodeProcess("nsqd", data_path=str(tmp_path_factory.mktemp("shared-nsqd")))
+    try:
+        yield node
+    finally:
+        _stop_all([node])
+
+
+@pytest.fixture
+def conns() -> Iterator[Callable[..., ProtoConn]]:
+    """open(node_or_port, **RawConn kwargs) -> ProtoConn; all closed at teardown."""
+    made: List[ProtoConn] = []
+
+    def open_(target, **kw) -> ProtoConn:
+        port = target.tcp_port if isinstance(target, NodeProcess) else int(target)
+        conn = ProtoConn(port, **kw)
+        made.append(conn)
+        return conn
+
+    try:
+        yield open_
+    finally:
+        for conn in made:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+_NAME_JUNK = re.compile(r"[^.a-zA-Z0-9_-]+")
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A valid topic name unique to this test (readable in server logs)."""
+    base = _NAME_JUNK.sub("_", request.node.name.replace("test_", "", 1))[:40]
+    return "%s-%s" % (base, uuid.uuid4().hex[:8])
