@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import wire
 from .errors import fatal
+from .transport import PlainTransport
 
 if TYPE_CHECKING:  # pragma: no cover
     from .channel import Channel
@@ -50,7 +51,8 @@ class ClientV2:
         opts = nsqd.opts
         self.nsqd = nsqd
         self.id = nsqd.next_client_id()
-        self.sock = sock
+        self.sock = sock  # the TCP socket (timeouts, shutdown)
+        self.transport = PlainTransport(sock)  # what bytes go through (TLS/compression upgrades)
         self.remote_address = "%s:%d" % (address[0], address[1]) if len(address) >= 2 else str(address)
         self.connect_time = time.time()
         self.lock = threading.Lock()
@@ -99,7 +101,7 @@ class ClientV2:
         """Write bytes (one or many frames) with one sendall; False if the connection is gone."""
         try:
             with self.write_lock:
-                self.sock.sendall(data)
+                self.transport.sendall(data)
             return True
         except OSError as e:
             if not self.closed:

@@ -77,7 +77,7 @@ class ProtocolV2:
         try:
             while not self._closing:
                 try:
-                    data = self.sock.recv(RECV_SIZE)
+                    data = client.transport.recv(RECV_SIZE)
                 except socket.timeout:
                     reason = "failed to read command - timeout (missed heartbeats)"
                     break
