@@ -208,8 +208,9 @@ class LookupPeer:
         if not isinstance(info, dict):
             raise LookupdError("parsing response - %r" % resp[:200])
         self.info = info
-        log.info("LOOKUPD(%s): peer info %s", self.address,
-                 json.dumps(info, sort_keys=True, separators=(",", ":")))
+        log.info("LOOKUPD(%s): peer info {TCPPort:%s HTTPPort:%s Version:%s BroadcastAddress:%s}",
+                 self.address, info.get("tcp_port", 0), info.get("http_port", 0),
+                 info.get("version", ""), info.get("broadcast_address", ""))
         if not info.get("broadcast_address"):
             log.error("LOOKUPD(%s): no broadcast address", self.address)
         # From here on changes are queued; the snapshot (taken after) covers earlier ones.
