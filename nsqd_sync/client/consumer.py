@@ -12,14 +12,9 @@ Threads (all named after the subscription, all stopped by `stop()`):
                                               lookupd, ends backoff blocks,
                                               rotates RDY
 
-Flow control follows NSQ's client guide: `max_in_flight` is split over the
-connections (RDY max(1, max_in_flight // n) each); with fewer slots than
-connections, RDY 1 goes to `max_in_flight` of them and moves periodically
-from idle ones to others.  A failed message (handler raised or returned
-False) puts the consumer in backoff: RDY 0 everywhere for
-backoff_multiplier * 2**n seconds, then RDY 1 on one connection to test;
-each success shortens the backoff, each failure lengthens it, and when it
-reaches zero every connection gets its full RDY again.
+This module holds the lifecycle, the manager and the readers; RDY and
+backoff are in flow.py (FlowControlMixin), the work queue, workers and
+FIN/REQ answers in handling.py (HandlingMixin).
 
 Locks: `Consumer._lock` (connections, RDY, backoff) may be held while a
 connection's write lock is taken (RDY is sent under it, so RDY changes stay
@@ -34,63 +29,21 @@ import random
 import ssl
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from .. import wire
 from .connection import NOP, Connection, identify_fields
 from .errors import NSQConnectionError, NSQError, error_from_frame, is_fatal
+from .flow import FlowControlMixin
+from .handling import MAX_BATCH, HandlingMixin, _WorkQueue
 from .lookup import lookup_nsqd_addresses
 from .message import Message
+
+__all__ = ["Consumer", "Handler"]
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Message], Optional[bool]]
-
-# how long a worker may hold answers of a batch before writing them
-FLUSH_INTERVAL = 0.05
-MAX_BATCH = 256
-
-
-class _WorkQueue:
-    """Messages waiting for a worker: a deque with batch put/get under one mutex."""
-
-    def __init__(self) -> None:
-        self.mutex = threading.Lock()
-        self.not_empty = threading.Condition(self.mutex)
-        self.items: Deque[Message] = collections.deque()
-        self.closed = False
-
-    def put_many(self, msgs: List[Message]) -> None:
-        with self.mutex:
-            self.items.extend(msgs)
-            self.not_empty.notify(len(msgs))
-
-    def get_batch(self, max_n: int) -> Optional[List[Message]]:
-        """Up to max_n messages, blocking for the first; None once closed and empty."""
-        with self.mutex:
-            while not self.items:
-                if self.closed:
-                    return None
-                self.not_empty.wait()
-            items = self.items
-            if max_n == 1 or len(items) == 1:
-                return [items.popleft()]
-            n = min(max_n, len(items))
-            return [items.popleft() for _ in range(n)]
-
-    def take_all(self) -> List[Message]:
-        with self.mutex:
-            out = list(self.items)
-            self.items.clear()
-            return out
-
-    def close(self) -> None:
-        with self.mutex:
-            self.closed = True
-            self.not_empty.notify_all()
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 class _ConsumerConn:
@@ -138,7 +91,7 @@ def _addresses(value: Union[str, Iterable[str], None]) -> List[str]:
     return list(value)
 
 
-class Consumer:
+class Consumer(FlowControlMixin, HandlingMixin):
     """Consume `topic`/`channel` with `handler(message)`.
 
     Give nsqd TCP addresses (`host:port`), lookupd HTTP addresses, or both.
@@ -220,7 +173,6 @@ class Consumer:
         self._direct: List[str] = []
         self._discovered: Set[str] = set()
         self._reconnects: Dict[str, List[float]] = {}  # address -> [when, interval]
-        self._connecting: Set[str] = set()
         self._workers: List[threading.Thread] = []
         self._manager: Optional[threading.Thread] = None
         self._started = False
@@ -537,250 +489,6 @@ class Consumer:
         self._wake.set()
         if self._stopping:
             self._notify_idle()
-
-    # ------------------------------------------------------------ RDY
-
-    def _send_rdy_locked(self, cc: _ConsumerConn, count: int) -> None:
-        count = min(count, cc.max_rdy)
-        if cc.rdy == count or cc.closed:
-            return
-        try:
-            cc.conn.send(b"RDY %d\n" % count)
-        except NSQConnectionError:
-            return  # the reader notices and cleans up
-        cc.rdy = count
-        cc.rdy_changed_at = time.monotonic()
-
-    def _rebalance_locked(self) -> None:
-        """Give every connection its share of max_in_flight (not during backoff)."""
-        if self._stopping or self._backoff_counter > 0 or self._backoff_resume_at is not None:
-            return
-        conns = [c for c in self._conns.values() if not c.closed]
-        if not conns:
-            return
-        mif = self.max_in_flight
-        n = len(conns)
-        if mif == 0:
-            for c in conns:
-                self._send_rdy_locked(c, 0)
-        elif mif >= n:
-            per = mif // n
-            for c in conns:
-                self._send_rdy_locked(c, per)
-        else:
-            active = [c for c in conns if c.rdy > 0]
-            for c in active[mif:]:
-                self._send_rdy_locked(c, 0)
-            for c in active[:mif]:
-                self._send_rdy_locked(c, 1)
-            idle = [c for c in conns if c.rdy == 0]
-            random.shuffle(idle)
-            for c in idle[:mif - min(len(active), mif)]:
-                self._send_rdy_locked(c, 1)
-
-    def _redistribute_locked(self) -> None:
-        """With fewer RDY slots than connections, move RDY 1 from idle connections to others."""
-        if self._stopping or self._backoff_counter > 0 or self._backoff_resume_at is not None:
-            return
-        conns = [c for c in self._conns.values() if not c.closed]
-        if not conns or self.max_in_flight >= len(conns):
-            return
-        now = time.monotonic()
-        freed = []
-        for c in conns:
-            if c.rdy > 0 and c.in_flight == 0 and \
-                    now - max(c.last_msg_at, c.rdy_changed_at) > self.low_rdy_idle_timeout:
-                self._send_rdy_locked(c, 0)
-                freed.append(c)
-        slots = self.max_in_flight - sum(c.rdy for c in conns)
-        if slots <= 0:
-            return
-        candidates = [c for c in conns if c.rdy == 0 and c not in freed] or \
-            [c for c in conns if c.rdy == 0]
-        random.shuffle(candidates)
-        for c in candidates[:slots]:
-            logger.debug("[%s] moving RDY 1 to %s", self.name, c.address)
-            self._send_rdy_locked(c, 1)
-
-    # ------------------------------------------------------------ backoff
-
-    def _backoff_duration(self, counter: int) -> float:
-        return self.backoff_multiplier * (2 ** counter)
-
-    def _backoff_signal(self, success: Optional[bool]) -> None:
-        """Account one answered message: True success, False failure, None neutral."""
-        if success is not False and self._backoff_counter == 0:
-            return  # the common case: no backoff and nothing to start one
-        with self._lock:
-            if self._stopping or self._backoff_resume_at is not None:
-                return  # results of messages sent before the block started don't count
-            changed = False
-            if success is True:
-                if self._backoff_counter > 0:
-                    self._backoff_counter -= 1
-                    changed = True
-            elif success is False:
-                if self.max_backoff_duration > 0 and \
-                        self._backoff_duration(self._backoff_counter + 1) <= self.max_backoff_duration:
-                    self._backoff_counter += 1
-                    changed = True
-            if self._backoff_counter == 0:
-                if changed:
-                    logger.info("[%s] backoff complete, resuming normal RDY on %d connections",
-                                self.name, len(self._conns))
-                    self._rebalance_locked()
-                return
-            duration = min(self._backoff_duration(self._backoff_counter), self.max_backoff_duration)
-            logger.info("[%s] backing off for %.3fs (counter %d)", self.name, duration, self._backoff_counter)
-            self._count("backoffs", 1)
-            self._backoff_resume_at = time.monotonic() + duration
-            for c in self._conns.values():
-                self._send_rdy_locked(c, 0)
-        self._wake.set()
-
-    def _resume_locked(self) -> None:
-        """End of a backoff block: RDY 1 on one connection to test the waters."""
-        self._backoff_resume_at = None
-        if self._backoff_counter == 0:
-            self._rebalance_locked()
-            return
-        conns = [c for c in self._conns.values() if not c.closed]
-        if not conns:
-            self._backoff_resume_at = time.monotonic() + 1.0
-            return
-        choice = random.choice(conns)
-        logger.info("[%s] testing backoff state with RDY 1 on %s", self.name, choice.address)
-        self._send_rdy_locked(choice, 1)
-
-    # ------------------------------------------------------------ workers
-
-    def _worker_loop(self) -> None:
-        queue = self._queue
-        batch_size = self._batch_size
-        pending: Dict[_ConsumerConn, List[bytes]] = {}
-        monotonic = time.monotonic
-        while True:
-            batch = queue.get_batch(batch_size)
-            if batch is None:
-                break
-            if len(batch) == 1:
-                self._process(batch[0], pending)
-            else:
-                flush_at = monotonic() + FLUSH_INTERVAL
-                for msg in batch:
-                    self._process(msg, pending)
-                    if pending and monotonic() > flush_at:
-                        self._flush(pending)
-                        flush_at = monotonic() + FLUSH_INTERVAL
-            if pending:
-                self._flush(pending)
-
-    def _process(self, msg: Message, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
-        cc = msg._conn
-        if cc.closed:
-            msg._responded = True  # nsqd gives it to someone else; its FIN would fail
-            return
-        if self._abandon:
-            self._answer(msg, False, 0, False, pending)
-            return
-        if self.max_attempts > 0 and msg.attempts > self.max_attempts:
-            self._give_up(msg, pending)
-            return
-        try:
-            result = self.handler(msg)
-        except Exception:
-            logger.exception("[%s] handler failed for message %s (attempt %d)",
-                             self.name, msg.id.decode("ascii", "replace"), msg.attempts)
-            result = False
-        if msg._responded or msg._async:
-            return
-        if result is False:
-            self._answer(msg, False, None, True, pending)
-        else:
-            self._answer(msg, True, 0, False, pending)
-
-    def _give_up(self, msg: Message, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
-        logger.warning("[%s] giving up on message %s after %d attempts", self.name,
-                       msg.id.decode("ascii", "replace"), msg.attempts)
-        self._count("given_up", 1)
-        if self.giveup_handler is not None:
-            try:
-                self.giveup_handler(msg)
-            except Exception:
-                logger.exception("[%s] giveup_handler failed", self.name)
-        if not msg._responded:
-            self._answer(msg, True, 0, False, pending)
-
-    def _requeue_delay_ms(self, msg: Message) -> int:
-        delay = min(self.requeue_delay * max(msg.attempts, 1), self.max_requeue_delay)
-        return int(delay * 1000)
-
-    def _command_for(self, msg: Message, success: bool, delay_ms: Optional[int]) -> bytes:
-        if success:
-            return b"FIN " + msg.id + b"\n"
-        if delay_ms is None or delay_ms < 0:
-            delay_ms = self._requeue_delay_ms(msg)
-        return b"REQ %s %d\n" % (msg.id, int(delay_ms))
-
-    def _answer(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool,
-                pending: Dict[_ConsumerConn, List[bytes]]) -> None:
-        """Queue a worker's FIN/REQ to be written with the rest of its batch."""
-        msg._responded = True
-        cmd = self._command_for(msg, success, delay_ms)
-        cmds = pending.get(msg._conn)
-        if cmds is None:
-            pending[msg._conn] = [cmd]
-        else:
-            cmds.append(cmd)
-        self._backoff_signal(True if success else (False if backoff else None))
-
-    def _flush(self, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
-        fins = reqs = 0
-        for cc, cmds in pending.items():
-            n_fin = sum(1 for c in cmds if c[0] == 70)  # b"F"
-            fins += n_fin
-            reqs += len(cmds) - n_fin
-            if not cc.closed:
-                try:
-                    cc.conn.send(b"".join(cmds))
-                except NSQConnectionError as e:
-                    logger.debug("[%s] answers to %s lost: %s", self.name, cc.address, e)
-            cc.answered(len(cmds))
-        pending.clear()
-        with self._stats_lock:
-            self.stats["finished"] += fins
-            self.stats["requeued"] += reqs
-
-    def _count(self, key: str, n: int) -> None:
-        with self._stats_lock:
-            self.stats[key] += n
-
-    def _respond_now(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool) -> None:
-        """finish()/requeue() called by user code: answer right away."""
-        with self._respond_lock:
-            if msg._responded:
-                logger.debug("[%s] message %s already answered", self.name, msg.id)
-                return
-            msg._responded = True
-        cc = msg._conn
-        cmd = self._command_for(msg, success, delay_ms)
-        if not cc.closed:
-            try:
-                cc.conn.send(cmd)
-            except NSQConnectionError as e:
-                logger.debug("[%s] answer to %s lost: %s", self.name, cc.address, e)
-        cc.answered(1)
-        self._count("finished" if success else "requeued", 1)
-        self._backoff_signal(True if success else (False if backoff else None))
-
-    def _touch(self, msg: Message) -> None:
-        cc = msg._conn
-        if cc is None or cc.closed:
-            return
-        try:
-            cc.conn.send(b"TOUCH " + msg.id + b"\n")
-        except NSQConnectionError as e:
-            logger.debug("[%s] TOUCH to %s lost: %s", self.name, cc.address, e)
 
     # ------------------------------------------------------------ stopping
 

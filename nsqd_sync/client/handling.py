@@ -1,0 +1,203 @@
+"""The Consumer's message handling: the work queue, worker threads and answers.
+
+Reader threads put each recv's messages on the `_WorkQueue` in one call;
+each worker takes a batch, calls the handler per message and collects the
+FIN/REQ answers per connection, writing them with one `send` per connection
+when the batch is done (or every FLUSH_INTERVAL for a slow batch).
+Answers from user code (`Message.finish()` etc., e.g. after
+`enable_async()`) are written at once.  `HandlingMixin` is a mixin of
+Consumer.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional
+
+from .errors import NSQConnectionError
+from .message import Message
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .consumer import _ConsumerConn
+
+logger = logging.getLogger(__name__)
+
+# how long a worker may hold answers of a batch before writing them
+FLUSH_INTERVAL = 0.05
+MAX_BATCH = 256
+
+
+class _WorkQueue:
+    """Messages waiting for a worker: a deque with batch put/get under one mutex."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()
+        self.not_empty = threading.Condition(self.mutex)
+        self.items: Deque[Message] = collections.deque()
+        self.closed = False
+
+    def put_many(self, msgs: List[Message]) -> None:
+        with self.mutex:
+            self.items.extend(msgs)
+            self.not_empty.notify(len(msgs))
+
+    def get_batch(self, max_n: int) -> Optional[List[Message]]:
+        """Up to max_n messages, blocking for the first; None once closed and empty."""
+        with self.mutex:
+            while not self.items:
+                if self.closed:
+                    return None
+                self.not_empty.wait()
+            items = self.items
+            if max_n == 1 or len(items) == 1:
+                return [items.popleft()]
+            n = min(max_n, len(items))
+            return [items.popleft() for _ in range(n)]
+
+    def take_all(self) -> List[Message]:
+        with self.mutex:
+            out = list(self.items)
+            self.items.clear()
+            return out
+
+    def close(self) -> None:
+        with self.mutex:
+            self.closed = True
+            self.not_empty.notify_all()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class HandlingMixin:
+    """Workers and answers; expects the Consumer's attributes."""
+
+    def _worker_loop(self) -> None:
+        queue = self._queue
+        batch_size = self._batch_size
+        pending: Dict[_ConsumerConn, List[bytes]] = {}
+        monotonic = time.monotonic
+        while True:
+            batch = queue.get_batch(batch_size)
+            if batch is None:
+                break
+            if len(batch) == 1:
+                self._process(batch[0], pending)
+            else:
+                flush_at = monotonic() + FLUSH_INTERVAL
+                for msg in batch:
+                    self._process(msg, pending)
+                    if pending and monotonic() > flush_at:
+                        self._flush(pending)
+                        flush_at = monotonic() + FLUSH_INTERVAL
+            if pending:
+                self._flush(pending)
+
+    def _process(self, msg: Message, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+        cc = msg._conn
+        if cc.closed:
+            msg._responded = True  # nsqd gives it to someone else; its FIN would fail
+            return
+        if self._abandon:
+            self._answer(msg, False, 0, False, pending)
+            return
+        if self.max_attempts > 0 and msg.attempts > self.max_attempts:
+            self._give_up(msg, pending)
+            return
+        try:
+            result = self.handler(msg)
+        except Exception:
+            logger.exception("[%s] handler failed for message %s (attempt %d)",
+                             self.name, msg.id.decode("ascii", "replace"), msg.attempts)
+            result = False
+        if msg._responded or msg._async:
+            return
+        if result is False:
+            self._answer(msg, False, None, True, pending)
+        else:
+            self._answer(msg, True, 0, False, pending)
+
+    def _give_up(self, msg: Message, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+        logger.warning("[%s] giving up on message %s after %d attempts", self.name,
+                       msg.id.decode("ascii", "replace"), msg.attempts)
+        self._count("given_up", 1)
+        if self.giveup_handler is not None:
+            try:
+                self.giveup_handler(msg)
+            except Exception:
+                logger.exception("[%s] giveup_handler failed", self.name)
+        if not msg._responded:
+            self._answer(msg, True, 0, False, pending)
+
+    def _requeue_delay_ms(self, msg: Message) -> int:
+        delay = min(self.requeue_delay * max(msg.attempts, 1), self.max_requeue_delay)
+        return int(delay * 1000)
+
+    def _command_for(self, msg: Message, success: bool, delay_ms: Optional[int]) -> bytes:
+        if success:
+            return b"FIN " + msg.id + b"\n"
+        if delay_ms is None or delay_ms < 0:
+            delay_ms = self._requeue_delay_ms(msg)
+        return b"REQ %s %d\n" % (msg.id, int(delay_ms))
+
+    def _answer(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool,
+                pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+        """Queue a worker's FIN/REQ to be written with the rest of its batch."""
+        msg._responded = True
+        cmd = self._command_for(msg, success, delay_ms)
+        cmds = pending.get(msg._conn)
+        if cmds is None:
+            pending[msg._conn] = [cmd]
+        else:
+            cmds.append(cmd)
+        self._backoff_signal(True if success else (False if backoff else None))
+
+    def _flush(self, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+        fins = reqs = 0
+        for cc, cmds in pending.items():
+            n_fin = sum(1 for c in cmds if c[0] == 70)  # b"F"
+            fins += n_fin
+            reqs += len(cmds) - n_fin
+            if not cc.closed:
+                try:
+                    cc.conn.send(b"".join(cmds))
+                except NSQConnectionError as e:
+                    logger.debug("[%s] answers to %s lost: %s", self.name, cc.address, e)
+            cc.answered(len(cmds))
+        pending.clear()
+        with self._stats_lock:
+            self.stats["finished"] += fins
+            self.stats["requeued"] += reqs
+
+    def _count(self, key: str, n: int) -> None:
+        with self._stats_lock:
+            self.stats[key] += n
+
+    def _respond_now(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool) -> None:
+        """finish()/requeue() called by user code: answer right away."""
+        with self._respond_lock:
+            if msg._responded:
+                logger.debug("[%s] message %s already answered", self.name, msg.id)
+                return
+            msg._responded = True
+        cc = msg._conn
+        cmd = self._command_for(msg, success, delay_ms)
+        if not cc.closed:
+            try:
+                cc.conn.send(cmd)
+            except NSQConnectionError as e:
+                logger.debug("[%s] answer to %s lost: %s", self.name, cc.address, e)
+        cc.answered(1)
+        self._count("finished" if success else "requeued", 1)
+        self._backoff_signal(True if success else (False if backoff else None))
+
+    def _touch(self, msg: Message) -> None:
+        cc = msg._conn
+        if cc is None or cc.closed:
+            return
+        try:
+            cc.conn.send(b"TOUCH " + msg.id + b"\n")
+        except NSQConnectionError as e:
+            logger.debug("[%s] TOUCH to %s lost: %s", self.name, cc.address, e)
