@@ -2,15 +2,12 @@
 
 The first tests use a small stand-in lookupd (an http.server on a loopback
 port answering /lookup with whatever the test says) in front of our nsqd
-nodes, so discovery is tested on its own.  The cluster tests need our
-nsqlookupd and nsqd's registration with it; they are skipped until both
-exist.
+nodes, so discovery is tested on its own.  The cluster test runs our nsqlookupd with
+our nsqd nodes registered with it (tests/server/test_cluster.py has more).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import List
@@ -19,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from nsqd_sync.client import Consumer, Message, Producer
-from tests.helpers import NodeProcess, command_for, http_request, wait_for
+from tests.helpers import NodeProcess, http_request, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -187,26 +184,6 @@ def test_unreachable_lookupd_is_retried(start_node, consumers):
 
 # ---------------------------------------------------------------- the real cluster
 
-def _nsqd_registers_with_lookupd() -> str:
-    """Why the cluster tests cannot run yet ('' when they can)."""
-    try:
-        out = subprocess.run(command_for("nsqlookupd") + ["--version"], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return "nsqlookupd cannot be started: %s" % e
-    if out.returncode != 0:
-        return "nsqlookupd is not available yet: %s" % out.stderr.decode()[-200:]
-    out = subprocess.run(command_for("nsqd") + ["--help"], capture_output=True, timeout=30)
-    if b"lookupd-tcp-address" not in out.stdout + out.stderr:
-        return "nsqd has no --lookupd-tcp-address yet"
-    if command_for("nsqd")[-1] == "nsqd_sync" and importlib.util.find_spec("nsqd_sync.lookup") is None:
-        return "nsqd does not register with nsqlookupd yet (no nsqd_sync/lookup.py)"
-    return ""
-
-
-_SKIP_REASON = _nsqd_registers_with_lookupd()
-cluster = pytest.mark.skipif(bool(_SKIP_REASON), reason=_SKIP_REASON or "runs")
-
-
 def lookup(lookupd: NodeProcess, topic: str) -> List[int]:
     status, body, _ = http_request(lookupd.http_port, "/lookup?topic=" + topic)
     if status != 200:
@@ -219,7 +196,6 @@ def start_registered_nsqd(start_node, lookupd: NodeProcess, name: str) -> NodePr
                                           "--broadcast-address=127.0.0.1"])
 
 
-@cluster
 def test_cluster_consumer_finds_every_node_through_lookupd(start_node, consumers):
     lookupd = start_node("nsqlookupd", "lookupd")
     nodes = [start_registered_nsqd(start_node, lookupd, "n%d" % i) for i in range(2)]

@@ -339,7 +339,7 @@ def fakes():
 
 
 @pytest.fixture
-def nsqd(tmp_path):
+def inproc_nsqd(tmp_path):
     """An NSQD in this process on loopback ephemeral ports (no lookupd yet)."""
     opts = Options(tcp_address="127.0.0.1:0", http_address="127.0.0.1:0", data_path=str(tmp_path),
                    broadcast_address="127.0.0.1")
@@ -353,7 +353,8 @@ def lookup_threads() -> List[str]:
     return sorted(t.name for t in threading.enumerate() if t.name.startswith("nsqd-lookup-"))
 
 
-def test_wire_sequence_identify_register_ping(nsqd, fakes, monkeypatch):
+def test_wire_sequence_identify_register_ping(inproc_nsqd, fakes, monkeypatch):
+    nsqd = inproc_nsqd
     monkeypatch.setattr(lookup_mod, "PING_INTERVAL", 0.3)
     nsqd.get_topic("bare")
     busy = nsqd.get_topic("busy")
@@ -392,7 +393,8 @@ def test_wire_sequence_identify_register_ping(nsqd, fakes, monkeypatch):
     assert fake.count() == 1
 
 
-def test_error_answers_reconnect_with_backoff(nsqd, fakes):
+def test_error_answers_reconnect_with_backoff(inproc_nsqd, fakes):
+    nsqd = inproc_nsqd
     state = {"good": False}
 
     def answer(line: str, body: Optional[bytes]) -> Optional[bytes]:
@@ -414,7 +416,8 @@ def test_error_answers_reconnect_with_backoff(nsqd, fakes):
     assert nsqd.lookup.peers()[0].connected
 
 
-def test_reconnects_at_once_when_lookupd_drops_the_connection(nsqd, fakes):
+def test_reconnects_at_once_when_lookupd_drops_the_connection(inproc_nsqd, fakes):
+    nsqd = inproc_nsqd
     fake = fakes()
     nsqd.get_topic("t")
     nsqd.on_lookupd_addresses_changed([fake.address])
@@ -430,7 +433,8 @@ def test_reconnects_at_once_when_lookupd_drops_the_connection(nsqd, fakes):
              timeout=10, message="re-registered on a new connection")
 
 
-def test_set_addresses_live_and_exit_stops_peers(nsqd, fakes):
+def test_set_addresses_live_and_exit_stops_peers(inproc_nsqd, fakes):
+    nsqd = inproc_nsqd
     a, b = fakes(), fakes()
     nsqd.get_topic("t")
     nsqd.on_lookupd_addresses_changed([a.address])
