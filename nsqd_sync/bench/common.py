@@ -178,6 +178,7 @@ def connect(addr: str, timeout: float = 5.0) -> socket.socket:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as e:
         raise BenchError("cannot connect to nsqd at %s: %s" % (addr, e.strerror or e)) from None
+    sock.settimeout(30.0)  # per operation, once connected: a stalled node is an error
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
         try:

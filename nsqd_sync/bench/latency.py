@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from .. import wire
 from .common import RECV_BUFFER, BenchError, FrameConn, Reporter, connect, identify

@@ -47,7 +47,7 @@ class MemoryResult:
         return (self.peak_kb - self.idle_kb) * 1024.0 / self.count
 
     def overflow_span(self) -> Optional[Tuple[Tuple[int, int], Tuple[int, int]]]:
-        """The first sample past twice the memory queue (topic's and channel's full) and the last."""
+        """The first sample past twice the memory queue (topic and channel full), and the last."""
         mqs = self.mem_queue_size or NSQ_MEM_QUEUE_SIZE
         past = [s for s in self.samples if s[0] >= 2 * mqs]
         if len(past) < 2:

@@ -88,9 +88,9 @@ class BenchNode:
             self.stop()
             raise
         if not started:
-            tail = self.log_tail()
             self.stop()
-            raise BenchError("%s did not start (%s): %s" % (label, " ".join(self.argv), tail))
+            first = " | ".join(list(self.lines)[:3])
+            raise BenchError("%s did not start (%s): %s" % (label, " ".join(self.argv), first))
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None

@@ -11,6 +11,7 @@ import os
 from typing import Dict, List, Optional
 
 from ..flags import Flag
+from ..wire import is_valid_name
 
 CPUS = os.cpu_count() or 1
 
@@ -54,12 +55,17 @@ def _address(default: str = "127.0.0.1:4150") -> Flag:
                 metavar="ADDR")
 
 
+def _name(value: str) -> Optional[str]:
+    return None if is_valid_name(value) else "not a valid NSQ topic/channel name"
+
+
 def _topic(default: str = "sub_bench") -> Flag:
-    return Flag("topic", "str", default, "topic to publish to / receive messages on")
+    return Flag("topic", "str", default, "topic to publish to / receive messages on",
+                validate=_name)
 
 
 def _channel(default: str = "ch") -> Flag:
-    return Flag("channel", "str", default, "channel to receive messages on")
+    return Flag("channel", "str", default, "channel to receive messages on", validate=_name)
 
 
 def _size() -> Flag:

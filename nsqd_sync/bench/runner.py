@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .common import BenchError, Reporter, Throughput, create_channels, fmt_int
+from .common import (BenchError, Reporter, Throughput, create_channels, fmt_int,
+                     go_duration)
 from .node import BenchNode, node_command, split_args
 from .options import GROUPS, parse_counts
 
@@ -113,6 +115,16 @@ def run_suite(node: BenchNode, v: Dict[str, Any], skip: Sequence[str], counts: S
         _progress(rep, node, group, cpu0, t0)
 
     create_channels(addr, [("sub_bench", "ch"), ("pubsub_bench", "ch"), ("single_bench", "ch")])
+
+    # latency first, on a quiet node: later rows leave disk writes and GC work behind
+    def latency() -> None:
+        lat = bench_latency(addr, "lat_bench", "ch", max(size, 16), v["rate"], runfor,
+                            reporter=rep)
+        for key, value in (("lat_p50", lat.p50), ("lat_p99", lat.p99), ("lat_p999", lat.p999),
+                           ("lat_max", lat.max)):
+            fig.add(key, value / 1e6)
+
+    step("latency", latency)
     step("writer", lambda: fig.put("writer", bench_writer(addr, "sub_bench", size, batch, runfor,
                                                           workers, rep)))
     step("reader", lambda: fig.put("reader", bench_reader(addr, "sub_bench", "ch", size, rdy,
@@ -126,15 +138,6 @@ def run_suite(node: BenchNode, v: Dict[str, Any], skip: Sequence[str], counts: S
     step("pubsub", pubsub)
     step("single", lambda: fig.put("single", bench_single(addr, "single_bench", size, runfor,
                                                           workers, rep)))
-
-    def latency() -> None:
-        lat = bench_latency(addr, "lat_bench", "ch", max(size, 16), v["rate"], runfor,
-                            reporter=rep)
-        for key, value in (("lat_p50", lat.p50), ("lat_p99", lat.p99), ("lat_p999", lat.p999),
-                           ("lat_max", lat.max)):
-            fig.add(key, value / 1e6)
-
-    step("latency", latency)
 
     def topics() -> None:
         results = bench_topics(addr, node.http_address, "topics_bench", "ch", size, batch,
@@ -222,9 +225,21 @@ def machine_line() -> str:
                     break
     except OSError:
         pass
+    cpu = " (%s)" % model if model else ""
     return "%s %s, %d CPUs%s, Python %s" % (platform.system(), platform.machine(),
-                                           os.cpu_count() or 1, " (%s)" % model if model else "",
-                                           platform.python_version())
+                                            os.cpu_count() or 1, cpu, platform.python_version())
+
+
+def flags_line(v: Dict[str, Any]) -> str:
+    """The flags that shape the figures, as a command line that reproduces them."""
+    parts = ["--runfor=%s" % go_duration(int(round(v["runfor"] * 1e9)))]
+    for key in ("size", "batch_size", "rdy", "workers", "rate", "memory_count", "topic_counts",
+                "repeat"):
+        parts.append("--%s=%s" % (key.replace("_", "-"), v[key]))
+    for key in ("nsqd_args", "skip"):
+        if v.get(key):
+            parts.append("--%s=%s" % (key.replace("_", "-"), shlex.quote(v[key])))
+    return " ".join(parts)
 
 
 def print_table(v: Dict[str, Any], targets: List[Tuple[str, List[str]]],
@@ -235,6 +250,7 @@ def print_table(v: Dict[str, Any], targets: List[Tuple[str, List[str]]],
     w("runfor %gs per row, %d-byte messages, %d workers, %s\n" % (
         v["runfor"], v["size"], v["workers"],
         "median of %d runs" % v["repeat"] if v["repeat"] > 1 else "one run"))
+    w("flags: %s\n" % flags_line(v))
     for name, command in targets:
         w("%-7s %s\n" % (name + ":", " ".join(command)))
     side = len(targets) > 1

@@ -125,7 +125,8 @@ class WorkerPool:
     def _check_alive(self) -> None:
         for p in self._procs:
             if p.exitcode not in (None, 0):
-                raise BenchError("%s worker %s died (exit code %s)" % (self.name, p.name, p.exitcode))
+                raise BenchError("%s worker %s died (exit code %s)"
+                                 % (self.name, p.name, p.exitcode))
 
     def go(self) -> int:
         """Release all workers; returns the start time (monotonic ns)."""
@@ -200,4 +201,3 @@ def summarize(name: str, results: List[dict], start_ns: int, size: int) -> Throu
     cpu = [r["cpu"] / r["wall"] for r in results]
     return Throughput(name=name, count=count, duration_ns=max(1, end_ns - start_ns), size=size,
                       workers=len(results), worker_cpu=cpu)
-

@@ -65,6 +65,8 @@ def test_bare_boolean_and_durations():
     ("writer", ["--runfor=soon"]),
     ("writer", ["--no-such-flag=1"]),
     ("reader", ["--rdy=0"]),
+    ("writer", ["--topic=bad topic"]),
+    ("reader", ["--channel=bad!"]),
     ("topics", ["--topic-counts=1,0"]),
     ("topics", ["--topic-counts=a"]),
     ("all", ["--repeat=0"]),
@@ -214,8 +216,9 @@ def test_memory_result_per_message_and_overflow_verdict():
 
 
 def _values():
-    return {"batch_size": 200, "workers": 2, "rdy": 2500, "rate": 10000, "memory_count": 1000,
-            "runfor": 5.0, "size": 200, "repeat": 3}
+    v = cli.parse_args("all", ["--memory-count=1000", "--repeat=3", "--workers=2",
+                               "--topic-counts=1,1000"])
+    return v
 
 
 def test_table_side_by_side_with_ratio_and_client_mark():
@@ -238,6 +241,8 @@ def test_table_side_by_side_with_ratio_and_client_mark():
     assert re.search(r"ms\s+0\.500\s+1\.000\s+0\.50\s+lower$", p99), p99
     assert any(line.startswith("SUB: RDY 2500, FIN each, 2 conns *") for line in text.splitlines())
     assert "median of 3 runs" in text and "the Python client's limit" in text
+    assert ("flags: --runfor=5s --size=200 --batch-size=200 --rdy=2500 --workers=2 --rate=10000 "
+            "--memory-count=1000 --topic-counts=1,1000 --repeat=3\n") in text
     assert "PUB 1000 topics / 1 topic" in text
 
 
