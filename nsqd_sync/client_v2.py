@@ -127,8 +127,7 @@ class ClientV2:
             if v is None:
                 return default
             if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
-                if isinstance(v, float) and v.is_integer():
-                    return int(v)
+                # Go decodes these into integers: 1000.0 is not accepted there
                 raise fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body")
             if kind is str and not isinstance(v, str):
                 raise fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body")
@@ -160,7 +159,7 @@ class ClientV2:
             raise fatal("E_BAD_BODY", "IDENTIFY heartbeat interval (%d) is invalid" % heartbeat)
 
         if obuf_size == -1:
-            size = 0
+            size = 1  # NSQ disables output buffering with a 1-byte buffer
         elif obuf_size == 0:
             size = self.output_buffer_size
         elif 64 <= obuf_size <= opts.max_output_buffer_size:

@@ -17,7 +17,8 @@ class ProtocolError(Exception):
         self.fatal = fatal
 
     def frame_data(self) -> bytes:
-        return ("%s %s" % (self.code, self.description)).encode("utf-8", "replace")
+        # raw bytes the client sent (kept as surrogates) go back as they came, like Go
+        return ("%s %s" % (self.code, self.description)).encode("utf-8", "surrogateescape")
 
 
 def fatal(code: str, description: str) -> ProtocolError:
@@ -34,3 +35,28 @@ class BackendError(Exception):
 
 class ExitingError(Exception):
     """The topic or channel is being deleted or the node is exiting."""
+
+
+_GO_ESCAPES = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f",
+               "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def go_quote(text: str) -> str:
+    """Go's %q of a string decoded with 'surrogateescape' (invalid bytes become \\xNN)."""
+    out = ['"']
+    for ch in text:
+        o = ord(ch)
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif 0xDC80 <= o <= 0xDCFF:  # an undecodable byte
+            out.append("\\x%02x" % (o - 0xDC00))
+        elif o < 0x20 or o == 0x7F:
+            out.append("\\x%02x" % o)
+        elif ch.isprintable():
+            out.append(ch)
+        elif o <= 0xFFFF:
+            out.append("\\u%04x" % o)
+        else:
+            out.append("\\U%08x" % o)
+    out.append('"')
+    return "".join(out)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from . import wire
 from .client_v2 import STATE_CLOSING, STATE_INIT, STATE_SUBSCRIBED, ClientV2
-from .errors import BackendError, ExitingError, ProtocolError, fatal, nonfatal
+from .errors import BackendError, ExitingError, ProtocolError, fatal, go_quote, nonfatal
 
 if TYPE_CHECKING:  # pragma: no cover
     from .nsqd import NSQD
@@ -145,7 +145,7 @@ class ProtocolV2:
                 if body_cmd is None:
                     handler = self._commands.get(name)
                     if handler is None:
-                        raise fatal("E_INVALID", "invalid command %s" % name.decode("utf-8", "replace"))
+                        raise fatal("E_INVALID", "invalid command %s" % name.decode("utf-8", "surrogateescape"))
                     self._check_tls(name)
                     response = handler(params)
                     pos = nl + 1
@@ -323,10 +323,10 @@ class ProtocolV2:
             raise fatal("E_INVALID", "cannot SUB with heartbeats disabled")
         if len(params) < 3:
             raise fatal("E_INVALID", "SUB insufficient number of parameters")
-        topic_name = params[1].decode("utf-8", "replace")
+        topic_name = params[1].decode("utf-8", "surrogateescape")
         if not wire.is_valid_topic_name(topic_name):
             raise fatal("E_BAD_TOPIC", "SUB topic name %s is not valid" % _quote(topic_name))
-        channel_name = params[2].decode("utf-8", "replace")
+        channel_name = params[2].decode("utf-8", "surrogateescape")
         if not wire.is_valid_channel_name(channel_name):
             raise fatal("E_BAD_CHANNEL", "SUB channel name %s is not valid" % _quote(channel_name))
         self.nsqd.check_auth(client, "SUB", topic_name, channel_name)
@@ -371,8 +371,10 @@ class ProtocolV2:
         client = self.client
         try:
             data = json.loads(bytes(buf[start:end]))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body") from None
+        if data is None:  # Go decodes `null` into the struct as a no-op
+            data = {}
         if not isinstance(data, dict):
             raise fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body")
         client.identify(data)
@@ -403,7 +405,7 @@ class ProtocolV2:
     def _topic_param(self, cmd: str, params: List[bytes], min_params: int) -> str:
         if len(params) < min_params:
             raise fatal("E_INVALID", "%s insufficient number of parameters" % cmd)
-        name = params[1].decode("utf-8", "replace")
+        name = params[1].decode("utf-8", "surrogateescape")
         if not wire.is_valid_topic_name(name):
             prefix = "E_BAD_TOPIC " if cmd == "MPUB" else ""  # NSQ 1.3.0 repeats the code for MPUB
             raise fatal("E_BAD_TOPIC", "%s%s topic name %s is not valid" % (prefix, cmd, _quote(name)))
@@ -516,6 +518,4 @@ class ProtocolV2:
         return wire.OK_FRAME
 
 
-def _quote(text: str) -> str:
-    """Go's %q for the names we print."""
-    return json.dumps(text, ensure_ascii=False)
+_quote = go_quote

@@ -113,7 +113,6 @@ def test_identify_ignores_unknown_fields(shared_nsqd, conns):
     conn.expect_ok()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: IDENTIFY body `null` is refused (NSQ answers OK)")
 def test_identify_json_null_is_accepted(shared_nsqd, conns):
     conn = conns(shared_nsqd)
     conn.send("IDENTIFY", b"null")
@@ -150,14 +149,12 @@ def test_identify_minus_one_disables_output_buffer_timeout_and_heartbeats(shared
     conn.expect_error("E_INVALID cannot SUB with heartbeats disabled")
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: output_buffer_size -1 is reported as 0; NSQ reports 1")
+
 def test_identify_output_buffer_size_minus_one_is_reported_as_one(shared_nsqd, conns):
     conn = conns(shared_nsqd)
     assert conn.identify(output_buffer_size=-1)["output_buffer_size"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: deflate_level is echoed although deflate was not "
-                                       "negotiated; NSQ reports 6 (capped by --max-deflate-level)")
 def test_identify_deflate_level_without_deflate(shared_nsqd, conns):
     conn = conns(shared_nsqd)
     assert conn.identify(deflate_level=3)["deflate_level"] == 6

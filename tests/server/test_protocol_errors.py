@@ -298,8 +298,6 @@ def test_fatal_error_closes_only_that_connection(shared_nsqd, conns, topic):
 
 # ---------------------------------------------------------------- deviations from NSQ to fix
 
-@pytest.mark.xfail(strict=True, reason="server bug: deep JSON raises RecursionError, connection closed "
-                   "without the E_BAD_BODY frame")
 @pytest.mark.parametrize("body", [
     b"[" * 20000 + b"]" * 20000,
     b'{"a":' * 20000 + b"1" + b"}" * 20000,
@@ -310,7 +308,7 @@ def test_identify_deeply_nested_json_is_bad_body(shared_nsqd, conns, body):
     conn.expect_error("E_BAD_BODY IDENTIFY failed to decode JSON body", fatal=True)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: integral JSON floats are accepted for integer fields")
+
 @pytest.mark.parametrize("field", ["heartbeat_interval", "sample_rate", "msg_timeout", "output_buffer_size"])
 def test_identify_integer_fields_reject_json_floats(shared_nsqd, conns, field):
     # Go decodes these into integers: 1000.0 is not an integer literal there
@@ -319,14 +317,14 @@ def test_identify_integer_fields_reject_json_floats(shared_nsqd, conns, field):
     conn.expect_error("E_BAD_BODY IDENTIFY failed to decode JSON body", fatal=True)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: non-UTF-8 bytes are replaced by U+FFFD in the error")
+
 def test_invalid_command_echoes_raw_bytes(shared_nsqd, conns):
     conn = conns(shared_nsqd)
     conn.send_raw(b"\x00\x01\x02\xff\n")
     conn.expect_error(b"E_INVALID invalid command \x00\x01\x02\xff", fatal=True)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: invalid UTF-8 is replaced by U+FFFD instead of Go's %q escape")
+
 def test_topic_name_with_invalid_utf8_is_quoted_like_go(shared_nsqd, conns):
     conn = conns(shared_nsqd)
     conn.send_raw(pub(b"t\xff", b"x"))
