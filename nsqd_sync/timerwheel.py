@@ -99,9 +99,9 @@ class TimerWheel:
                 heap = self._deferred
                 while heap and heap[0][0] <= now:
                     due.append(heapq.heappop(heap)[2])
-            if due:
-                channel._enqueue(due)
             try:
+                if due:
+                    channel._enqueue(due)
                 channel.expired_in_flight(time.monotonic())
                 next_in_flight = channel.earliest_in_flight_deadline()
             except Exception:  # noqa: BLE001 - the timer must survive one bad scan

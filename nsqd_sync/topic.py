@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from . import wire
 from .channel import Channel
-from .errors import ExitingError
+from .errors import BackendError, ExitingError
 from .memqueue import MemoryQueue
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,7 +80,10 @@ class Topic:
                 overflow = None
         if direct:
             for channel in direct:
-                channel.put_many(msgs)
+                try:
+                    channel.put_many(msgs)
+                except ExitingError:  # deleted under us: its messages go with it
+                    continue
             return
         if overflow:
             self.backend.put_many(overflow)
@@ -109,23 +112,30 @@ class Topic:
             bool(self.memory.queue) or bool(self._deferred) or self.backend.depth() > 0)
 
     def _pump_loop(self) -> None:
-        try:
-            while True:
-                deferred: List[Tuple[bytes, float]] = []
-                with self.lock:
-                    while not self.exiting and not self._has_work():
-                        self._work.wait(1.0)
-                    if self.exiting:
-                        return
-                    channels = self._fanout
-                    batch = self.memory._get_many_locked(PUMP_BATCH)
-                    if self._deferred:
-                        deferred, self._deferred = self._deferred, []
-                if not batch and not deferred:
-                    batch = self.backend.read_many(PUMP_BATCH)
-                self._deliver(channels, batch, deferred)
-        except Exception:  # noqa: BLE001 - log with stack; the topic keeps its data
-            log.exception("TOPIC(%s): pump failed", self.name)
+        while True:
+            try:
+                if self._pump_once():
+                    return
+            except Exception:  # noqa: BLE001 - log with stack, keep pumping
+                log.exception("TOPIC(%s): pump failed", self.name)
+                time.sleep(0.1)
+
+    def _pump_once(self) -> bool:
+        """Move one batch from the topic to its channels; True when the topic exits."""
+        deferred: List[Tuple[bytes, float]] = []
+        with self.lock:
+            while not self.exiting and not self._has_work():
+                self._work.wait(1.0)
+            if self.exiting:
+                return True
+            channels = self._fanout
+            batch = self.memory._get_many_locked(PUMP_BATCH)
+            if self._deferred:
+                deferred, self._deferred = self._deferred, []
+        if not batch and not deferred:
+            batch = self.backend.read_many(PUMP_BATCH)
+        self._deliver(channels, batch, deferred)
+        return False
 
     def _deliver(self, channels: Sequence[Channel], batch: List[bytes],
                  deferred: List[Tuple[bytes, float]]) -> None:
@@ -138,6 +148,9 @@ class Topic:
                     channel.put_deferred(data, max(due - now, 0.0))
             except ExitingError:
                 continue
+            except BackendError as e:  # as NSQ: logged, the channel misses these messages
+                log.error("TOPIC(%s): failed to put %d messages to channel(%s) - %s",
+                          self.name, len(batch), channel.name, e)
 
     # ------------------------------------------------------------ channels
 
