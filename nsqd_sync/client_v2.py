@@ -414,7 +414,7 @@ class ClientV2:
                     return
                 continue
             channel = self.channel
-            wait = min(next_heartbeat - time.monotonic(), 1.0)
+            wait = min(next_heartbeat - time.monotonic(), 30.0)
             batch = channel.take(self, min(room, MAX_BATCH), max(wait, 0.0))
             if batch is None:  # the channel is exiting: NSQ closes its clients
                 self.close_connection()

@@ -125,7 +125,7 @@ class Topic:
         deferred: List[Tuple[bytes, float]] = []
         with self.lock:
             while not self.exiting and not self._has_work():
-                self._work.wait(1.0)
+                self._work.wait(10.0)  # every change notifies; this is only a safety net
             if self.exiting:
                 return True
             channels = self._fanout
