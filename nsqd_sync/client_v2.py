@@ -69,11 +69,14 @@ class ClientV2:
         self.msg_timeout = opts.msg_timeout
         self.sample_rate = 0
         self.feature_negotiation = False
-        self.tls = False
-        self.deflate = False
+        self.tls = False  # upgraded (IDENTIFY tls_v1 negotiated and handshaken)
+        self.tls_common_name = ""  # subject CN of the client's certificate, for the auth server
+        self.deflate = False  # upgraded to deflate / snappy
         self.snappy = False
         self.deflate_level = 0
+        self.wants: Dict[str, bool] = {}  # features IDENTIFY asked for
         self.auth_secret: Optional[str] = None
+        self.auth_state: Any = None  # auth.AuthState after AUTH (refreshed when its TTL runs out)
         self.identified = False
 
         self.state = STATE_INIT
