@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 
 from . import NSQ_VERSION, wire
 from .errors import ExitingError
+from .flags import FlagError
 from .options import split_address
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,7 +93,6 @@ class LookupPeer:
         self._wake_r, self._wake_w = socket.socketpair()  # send() and stop() wake the thread's select
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self.connects = 0  # successful IDENTIFY + registration rounds
         self.thread = threading.Thread(target=self._run, name="nsqd-lookup-%s" % address, daemon=True)
 
     def __repr__(self) -> str:
@@ -118,8 +118,6 @@ class LookupPeer:
     def join(self, timeout: Optional[float] = None) -> None:
         if self.thread.ident is not None:
             self.thread.join(timeout)
-        if not self.thread.is_alive():
-            self._close_wake_pipe()
 
     @property
     def connected(self) -> bool:
@@ -149,10 +147,6 @@ class LookupPeer:
             self._wake_w.send(b"x")
         except OSError:
             pass  # buffer full (a wake-up is pending anyway) or already closed
-
-    def _close_wake_pipe(self) -> None:
-        self._wake_r.close()
-        self._wake_w.close()
 
     # ------------------------------------------------------------ the thread
 
@@ -185,12 +179,17 @@ class LookupPeer:
             log.exception("LOOKUPD(%s): peer thread failed", self.address)
         finally:
             self._close()
+            self._wake_r.close()
+            self._wake_w.close()
             log.info("LOOKUP(%s): closing", self.address)
 
     def _connect(self) -> None:
         """Dial, magic, IDENTIFY, then REGISTER the node's whole topology."""
         log.info("LOOKUP connecting to %s", self.address)
-        host, port = split_address(self.address, "lookupd-tcp-address")
+        try:
+            host, port = split_address(self.address, "lookupd-tcp-address")
+        except FlagError as e:  # e.g. set by PUT /config, which takes any string
+            raise LookupdError(str(e)) from None
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
         sock.settimeout(IO_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -220,7 +219,6 @@ class LookupPeer:
         for cmd in self._registrations():
             log.info("LOOKUPD(%s): %s", self.address, _describe(cmd))
             self._command(cmd)
-        self.connects += 1
 
     def _session(self) -> None:
         """Send queued changes as they come and PING every PING_INTERVAL until a failure or stop."""
@@ -314,7 +312,7 @@ class Lookup:
         """Make the peers exactly `addresses`: start new ones, stop the ones left out."""
         wanted: List[str] = []
         for addr in addresses:
-            addr = addr.strip()
+            addr = str(addr).strip()
             if addr and addr not in wanted:
                 wanted.append(addr)
         with self.lock:
@@ -384,7 +382,10 @@ class Lookup:
                 return
 
     def _topic_channels(self, addr: str, topic: str) -> List[str]:
-        host, port = split_address(addr, "lookupd-http-address")
+        try:
+            host, port = split_address(addr, "lookupd-http-address")
+        except FlagError as e:
+            raise LookupdError(str(e)) from None
         opts = self.nsqd.opts
         conn = http.client.HTTPConnection(host, port, timeout=opts.http_client_connect_timeout)
         try:

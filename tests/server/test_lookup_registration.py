@@ -433,7 +433,7 @@ def test_reconnects_at_once_when_lookupd_drops_the_connection(inproc_nsqd, fakes
              timeout=10, message="re-registered on a new connection")
 
 
-def test_set_addresses_live_and_exit_stops_peers(inproc_nsqd, fakes):
+def test_set_addresses_live_and_exit_stops_peers(inproc_nsqd, fakes, caplog):
     nsqd = inproc_nsqd
     a, b = fakes(), fakes()
     nsqd.get_topic("t")
@@ -443,8 +443,13 @@ def test_set_addresses_live_and_exit_stops_peers(inproc_nsqd, fakes):
     wait_for(lambda: "REGISTER t" in b.commands(), timeout=5, message="b registered")
     assert lookup_threads() == sorted(["nsqd-lookup-" + a.address, "nsqd-lookup-" + b.address])
     assert a.count() == 1  # a kept its connection
-    nsqd.on_lookupd_addresses_changed([b.address])
+    nsqd.on_lookupd_addresses_changed([b.address, "no-port-here"])
     wait_for(lambda: a.connections[0]["closed"].is_set(), timeout=5, message="a dropped")
+    peer = [p for p in nsqd.lookup.peers() if p.address == "no-port-here"][0]
+    wait_for(lambda: "LOOKUPD(no-port-here): connection failed" in caplog.text, timeout=5, message="bad address")
+    assert peer.thread.is_alive() and not peer.connected  # a bad address is retried, not fatal
+    nsqd.on_lookupd_addresses_changed([b.address])
+    assert not peer.thread.is_alive()
     assert lookup_threads() == ["nsqd-lookup-" + b.address]
     assert nsqd.opts.lookupd_tcp_addresses == [b.address]
     nsqd.get_topic("v")
