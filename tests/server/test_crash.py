@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from typing import Callable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Set
 
 import pytest
 

@@ -23,12 +23,12 @@ import socket
 import struct
 import subprocess
 import time
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional
 
 import pytest
 
 from nsqd_sync import wire
-from tests.helpers import NodeProcess, RawConn, command_for, http_request, wait_for
+from tests.helpers import NodeProcess, RawConn, command_for, http_request
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -348,6 +348,7 @@ def test_in_flight_and_deferred_come_back_at_once(start):
     # shut down with 15 in flight on an open connection, 5 REQ'd and 5 DPUB'd deferred
     sigterm(node)
     sub.close()
+    assert layout_read_queue(data, "later:ch")[0] == 305  # all of them flushed to the channel's queue
 
     node = start("--mem-queue-size=50")
     t0 = time.monotonic()
