@@ -21,7 +21,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, List, Optional, Pattern, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Pattern, Sequence, Tuple
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,7 +178,7 @@ def _request(opts: "Options", url: str) -> Tuple[int, bytes]:
                              timeout=(opts.http_client_connect_timeout, opts.http_client_request_timeout),
                              allow_redirects=True)
     except requests.RequestException as e:
-        raise AuthError("%s %s: %s" % (method, _redact(url), e)) from None
+        raise AuthError(_redact("%s %s: %s" % (method, url, e))) from None
     return r.status_code, r.content
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import struct
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import wire
 from .client_v2 import STATE_CLOSING, STATE_INIT, STATE_SUBSCRIBED, ClientV2
 from .errors import BackendError, ExitingError, ProtocolError, fatal, go_quote, nonfatal
+from .transport import DeflateTransport, SnappyTransport, TLSTransport
 
 if TYPE_CHECKING:  # pragma: no cover
     from .nsqd import NSQD
@@ -52,6 +54,7 @@ class ProtocolV2:
         self.sock = sock
         self.client = ClientV2(nsqd, sock, address)
         self._closing = False
+        self._upgraded = False
         self._out: List[bytes] = []
         self._commands: Dict[bytes, Callable] = {
             b"NOP": self.NOP, b"RDY": self.RDY, b"REQ": self.REQ, b"TOUCH": self.TOUCH,
@@ -145,6 +148,7 @@ class ProtocolV2:
                 if body_cmd is None:
                     handler = self._commands.get(name)
                     if handler is None:
+                        self._check_tls(name)
                         raise fatal("E_INVALID", "invalid command %s" % name.decode("utf-8", "surrogateescape"))
                     self._check_tls(name)
                     response = handler(params)
@@ -163,6 +167,10 @@ class ProtocolV2:
                         break
                     response = handler(params, buf, nl + 5, end)
                     pos = end
+                    if self._upgraded:  # IDENTIFY upgraded the transport: the rest of buf went to it
+                        self._upgraded = False
+                        pos = n
+                        break
                 if response is not None:
                     out.append(response)
             except ProtocolError as e:
@@ -239,6 +247,7 @@ class ProtocolV2:
 
     def _require_subscribed(self, cmd: str) -> None:
         if self.client.state not in (STATE_SUBSCRIBED, STATE_CLOSING):
+            self._check_tls(cmd.encode())  # FIN skips the loop's check (never subscribed without TLS)
             raise fatal("E_INVALID", "cannot %s in current state" % cmd)
 
     def _finish(self, ids: List[bytes]) -> None:
@@ -381,8 +390,59 @@ class ProtocolV2:
         log.debug("PROTOCOL(V2): [%s] IDENTIFY %s", client.remote_address, data)
         if not client.feature_negotiation:
             return wire.OK_FRAME
-        return wire.response_frame(json.dumps(self.nsqd.identify_response(client),
-                                              separators=(",", ":")).encode())
+        features = self.nsqd.identify_response(client)
+        response = wire.response_frame(json.dumps(features, separators=(",", ":")).encode())
+        if not (features["tls_v1"] or features["snappy"] or features["deflate"]):
+            return response
+        self._out.append(response)
+        self._upgrade(features, bytes(buf[end:]))
+        return None
+
+    def _upgrade(self, features: Dict[str, Any], leftover: bytes) -> None:
+        """Send IDENTIFY's answer, then upgrade: TLS, then snappy or deflate, each answered OK inside.
+
+        The write lock is held throughout, so no heartbeat slips in between.
+        Bytes read past the IDENTIFY body belong to the new layers; `_process`
+        stops at this command (`_upgraded`).
+        """
+        client = self.client
+        self._upgraded = True
+        data = b"".join(self._out)
+        self._out.clear()
+        step = "IDENTIFY"
+        try:
+            with client.write_lock:
+                client.transport.sendall(data)
+                if features["tls_v1"]:
+                    step = "TLS"
+                    log.info("PROTOCOL(V2): [%s] upgrading connection to TLS", client.remote_address)
+                    tls = TLSTransport(client.transport, self.nsqd.tls_context, client.write_lock, leftover)
+                    leftover = b""
+                    tls.handshake()
+                    client.transport = tls
+                    client.tls = True
+                    client.tls_common_name = tls.peer_common_name()
+                    tls.sendall(wire.OK_FRAME)
+                if features["snappy"]:
+                    step = "snappy"
+                    log.info("PROTOCOL(V2): [%s] upgrading connection to snappy", client.remote_address)
+                    client.transport = SnappyTransport(client.transport, leftover)
+                    leftover = b""
+                    client.snappy = True
+                    client.transport.sendall(wire.OK_FRAME)
+                if features["deflate"]:
+                    step = "deflate"
+                    level = features["deflate_level"]
+                    log.info("PROTOCOL(V2): [%s] upgrading connection to deflate (level %d)",
+                             client.remote_address, level)
+                    client.transport = DeflateTransport(client.transport, level, leftover)
+                    client.deflate = True
+                    client.deflate_level = level
+                    client.transport.sendall(wire.OK_FRAME)
+        except (OSError, ValueError) as e:
+            # nothing more can be said on this connection (a failed handshake has sent its alert)
+            self._log_error(fatal("E_IDENTIFY_FAILED", "IDENTIFY failed %s" % _upgrade_error(step, e)))
+            self._closing = True
 
     def _check_auth(self, params: List[bytes]) -> Callable[[int], None]:
         if self.client.state != STATE_INIT:
@@ -519,3 +579,9 @@ class ProtocolV2:
 
 
 _quote = go_quote
+
+
+def _upgrade_error(step: str, err: BaseException) -> str:
+    if isinstance(err, ssl.SSLError):
+        return "tls: %s" % (err.reason or err)
+    return str(err) or type(err).__name__

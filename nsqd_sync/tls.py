@@ -120,17 +120,6 @@ def _accept_any_certificate(ctx: ssl.SSLContext) -> bool:
     return True
 
 
-def common_name(cert: Optional[dict]) -> str:
-    """The subject CN of a certificate as `getpeercert()` decodes it ('' without one)."""
-    if not cert:
-        return ""
-    for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return value
-    return ""
-
-
 # ---------------------------------------------------------------- HTTP(S)
 
 

@@ -19,6 +19,7 @@ reader never holds `_ssl_lock` while it waits for the write lock.
 """
 from __future__ import annotations
 
+import importlib.util
 import socket
 import ssl
 import threading
@@ -112,6 +113,14 @@ class TLSTransport:
         """The client's certificate as `SSLSocket.getpeercert()` decodes it (None without one)."""
         with self._ssl_lock:
             return self._obj.getpeercert() or None
+
+    def peer_common_name(self) -> str:
+        """The subject CN of the client's certificate ('' without one)."""
+        for rdn in (self.peer_certificate() or {}).get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return value
+        return ""
 
     def version(self) -> Optional[str]:
         with self._ssl_lock:
@@ -220,11 +229,13 @@ SNAPPY_STREAM_ID = b"\xff\x06\x00\x00sNaPpY"
 
 def snappy_available() -> bool:
     """True when the snappy extra (cramjam) is installed."""
-    try:
-        import cramjam  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    global _snappy_found
+    if _snappy_found is None:
+        _snappy_found = importlib.util.find_spec("cramjam") is not None
+    return _snappy_found
+
+
+_snappy_found: Optional[bool] = None
 
 
 class SnappyTransport:
