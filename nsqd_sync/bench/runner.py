@@ -266,8 +266,8 @@ def print_table(v: Dict[str, Any], targets: List[Tuple[str, List[str]]],
         if side:
             theirs = figures["theirs"].median(row.key)
             bound = bound or figures["theirs"].client_bound.get(row.key, False)
-            ratio = "-"
-            if ours is not None and theirs:
+            ratio = "-"  # a ratio of a figure near or below zero means nothing
+            if ours is not None and theirs is not None and ours > 0 and theirs > 0:
                 ratio = "%.2f" % (ours / theirs)
             cells += [_fmt(theirs, row.unit), ratio]
         cells.append("higher" if row.higher_better else "lower")

@@ -231,6 +231,8 @@ def test_table_side_by_side_with_ratio_and_client_mark():
     ours.add("lat_p99", 0.5)
     theirs.add("lat_p99", 1.0)
     ours.add("reader", 10.0, client_bound=True)
+    ours.add("overflow", 0.3)
+    theirs.add("overflow", -0.5)
     buf = io.StringIO()
     print_table(v, [("ours", ["a"]), ("theirs", ["b"])], {"ours": ours, "theirs": theirs}, rows,
                 [], buf)
@@ -240,6 +242,8 @@ def test_table_side_by_side_with_ratio_and_client_mark():
     p99 = next(line for line in text.splitlines() if line.startswith("latency p99 "))
     assert re.search(r"ms\s+0\.500\s+1\.000\s+0\.50\s+lower$", p99), p99
     assert any(line.startswith("SUB: RDY 2500, FIN each, 2 conns *") for line in text.splitlines())
+    overflow = next(line for line in text.splitlines() if line.startswith("RSS growth/msg"))
+    assert re.search(r"B\s+0\.3\s+-0\.5\s+-\s+lower$", overflow), overflow
     assert "median of 3 runs" in text and "the Python client's limit" in text
     assert ("flags: --runfor=5s --size=200 --batch-size=200 --rdy=2500 --workers=2 --rate=10000 "
             "--memory-count=1000 --topic-counts=1,1000 --repeat=3\n") in text
