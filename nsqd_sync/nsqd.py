@@ -27,12 +27,14 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import NSQ_VERSION, __version__, wire
+from .auth import AuthError, AuthState, query_any as query_auth, response_body as auth_response_body
 from .backend import DummyBackend
 from .client_v2 import ClientV2
-from .errors import ExitingError, fatal
+from .errors import ExitingError, fatal, go_quote
 from .guid import GUIDFactory
 from .options import Options, split_address
 from .topic import Topic
+from .transport import snappy_available
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,10 @@ class NSQD:
         self._threads: List[threading.Thread] = []
         self.change_listeners: List[Callable[..., None]] = []
         self.lookup = None  # lookup.Lookup once lookupd addresses are known
+        self.tls_context = None  # ssl.SSLContext with --tls-cert/--tls-key (tls.py)
+        self.https_server = None
+        self.https_address: Tuple[str, int] = ("", 0)
+        self.statsd = None  # statsd.StatsdPusher with --statsd-address
 
     # ------------------------------------------------------------ life cycle
 
@@ -85,6 +91,14 @@ class NSQD:
         from .tcp import NSQDTCPServer
 
         opts = self.opts
+        tls = None
+        if opts.tls_cert or opts.tls_key or opts.tls_client_auth_policy:
+            from . import tls
+
+            tls.apply_policy(opts)
+            self.tls_context = tls.build_server_context(opts)
+            if self.tls_context is None and opts.tls_required:
+                raise RuntimeError("cannot require TLS client connections without TLS key and cert")
         data_dir = opts.data_dir
         os.makedirs(data_dir, exist_ok=True)
         self._lock_data_dir(data_dir)
@@ -92,16 +106,33 @@ class NSQD:
         self.http_server = NSQDHTTPServer(split_address(opts.http_address, "http-address"), self)
         self.tcp_address = self.tcp_server.server_address[:2]
         self.http_address = self.http_server.server_address[:2]
+        if tls is not None and self.tls_context is not None and opts.https_address:
+            self.https_server = tls.make_https_server(split_address(opts.https_address, "https-address"),
+                                                      self, self.tls_context)
+            self.https_address = self.https_server.server_address[:2]
+        if tls is not None and opts.tls_required is True:  # not "tcp-https": plain HTTP answers 403
+            tls.require_tls_on(self.http_server, self)
         log.info("nsqd v%s (built w/%s)", __version__, _runtime())
         log.info("ID: %d", opts.node_id)
         log.info("TCP: listening on %s", _format_address(self.tcp_address))
         log.info("HTTP: listening on %s", _format_address(self.http_address))
-        self._serve(self.tcp_server, "nsqd-tcp-accept")
-        self._serve(self.http_server, "nsqd-http-accept")
+        if self.https_server is not None:
+            log.info("HTTPS: listening on %s", _format_address(self.https_address))
+        # topics and channels come back before the first client is accepted (connections
+        # wait in the listen backlog), so an early PUB reaches every restored channel
         self.load_metadata()
         self.persist_metadata()
+        self._serve(self.tcp_server, "nsqd-tcp-accept")
+        self._serve(self.http_server, "nsqd-http-accept")
+        if self.https_server is not None:
+            self._serve(self.https_server, "nsqd-https-accept")
         if opts.lookupd_tcp_addresses:
             self.on_lookupd_addresses_changed(opts.lookupd_tcp_addresses)
+        if opts.statsd_address:
+            from .statsd import StatsdPusher
+
+            self.statsd = StatsdPusher(self)
+            self.statsd.start()
 
     def _serve(self, server, name: str) -> None:
         t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=name, daemon=True)
@@ -112,6 +143,9 @@ class NSQD:
         """Run until SIGTERM/SIGINT, then exit cleanly."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.exit_event.set())
+        from .debug import install_signal_handlers
+
+        install_signal_handlers()  # SIGQUIT/SIGUSR1: thread dump to the log
         self.start()
         try:
             while not self.exit_event.wait(1.0):
@@ -126,7 +160,9 @@ class NSQD:
                 return
             self._exited = True
         self.exit_event.set()
-        for server in (self.tcp_server, self.http_server):
+        if self.statsd is not None:
+            self.statsd.stop()
+        for server in (self.tcp_server, self.http_server, self.https_server):
             if server is not None:
                 server.shutdown()
                 server.server_close()
@@ -203,35 +239,80 @@ class NSQD:
             return list(self._clients.values())
 
     def identify_response(self, client: ClientV2) -> Dict[str, Any]:
+        """IDENTIFY's answer to a feature-negotiating client: what it gets (TLS, compression).
+
+        A client asking for both deflate and snappy (and offered both) is refused.
+        """
         opts = self.opts
+        wants = getattr(client, "wants", {})
+        tls_v1 = self.tls_context is not None and bool(wants.get("tls_v1"))
+        deflate = opts.deflate and bool(wants.get("deflate"))
+        snappy = opts.snappy and bool(wants.get("snappy")) and snappy_available()
+        if deflate and snappy:
+            raise fatal("E_IDENTIFY_FAILED", "cannot enable both deflate and snappy compression")
+        level = client.deflate_level if deflate and client.deflate_level > 0 else 6
         return {
             "max_rdy_count": opts.max_rdy_count,
             "version": NSQ_VERSION,
             "max_msg_timeout": int(opts.max_msg_timeout * 1000),
             "msg_timeout": int(client.msg_timeout * 1000),
-            "tls_v1": False,
-            "deflate": False,
-            "deflate_level": min(client.deflate_level if client.deflate and client.deflate_level > 0 else 6,
-                                 opts.max_deflate_level),
+            "tls_v1": tls_v1,
+            "deflate": deflate,
+            "deflate_level": min(level, opts.max_deflate_level),
             "max_deflate_level": opts.max_deflate_level,
-            "snappy": False,
+            "snappy": snappy,
             "sample_rate": client.sample_rate,
             "auth_required": self.auth_enabled(),
             "output_buffer_size": client.output_buffer_size,
             "output_buffer_timeout": int(client.output_buffer_timeout * 1000),
         }
 
-    # ------------------------------------------------------------ auth (the HTTP issue adds the server)
+    # ------------------------------------------------------------ auth (auth.py)
 
     def auth_enabled(self) -> bool:
-        return False
+        return bool(self.opts.auth_http_addresses)
 
     def check_auth(self, client: ClientV2, cmd: str, topic: str, channel: str) -> None:
-        """Raise the NSQ auth error if client may not run cmd (no-op without an auth server)."""
-        return None
+        """Raise NSQ's auth error if client may not run cmd (a no-op without an auth server).
+
+        Expired authorizations are fetched again with the client's secret.
+        """
+        if not self.opts.auth_http_addresses:
+            return
+        state = client.auth_state
+        if state is None or not state.authorizations:
+            raise fatal("E_AUTH_FIRST", "AUTH required before %s" % cmd)
+        if state.is_expired():
+            try:
+                state = self._query_auth(client, client.auth_secret or "")
+            except AuthError as e:
+                log.warning("PROTOCOL(V2): [%s] AUTH failed %s", client.remote_address, e)
+                raise fatal("E_AUTH_FAILED", "AUTH failed") from None
+            client.auth_state = state
+        if not state.is_allowed(topic, channel):
+            raise fatal("E_UNAUTHORIZED", "AUTH failed for %s on %s %s" % (cmd, go_quote(topic), go_quote(channel)))
 
     def authenticate(self, client: ClientV2, secret: str) -> bytes:
-        raise fatal("E_AUTH_DISABLED", "AUTH disabled")
+        """AUTH: ask the auth server what secret allows; the answer body for the client."""
+        if client.auth_state is not None and client.auth_state.authorizations:
+            raise fatal("E_INVALID", "AUTH already set")
+        if not self.auth_enabled():
+            raise fatal("E_AUTH_DISABLED", "AUTH disabled")
+        client.auth_secret = secret
+        try:
+            state = self._query_auth(client, secret)
+        except AuthError as e:
+            # the auth server's trouble is not the client's business: log it, answer AUTH failed
+            log.warning("PROTOCOL(V2): [%s] AUTH failed %s", client.remote_address, e)
+            raise fatal("E_AUTH_FAILED", "AUTH failed") from None
+        client.auth_state = state
+        if not state.authorizations:
+            raise fatal("E_UNAUTHORIZED", "AUTH no authorizations found")
+        return auth_response_body(state)
+
+    def _query_auth(self, client: ClientV2, secret: str) -> AuthState:
+        remote_ip = client.remote_address.rpartition(":")[0].strip("[]")
+        return query_auth(self.opts, remote_ip, client.tls, client.tls_common_name, secret)
 
     # ------------------------------------------------------------ topics
 
@@ -327,8 +408,14 @@ class NSQD:
         if client is not None:
             client.pub_counts[topic_name] = client.pub_counts.get(topic_name, 0) + 1
 
-    def new_latency_stream(self) -> NullLatency:
-        return NullLatency()
+    def new_latency_stream(self):
+        """A channel's e2e latency stream (a no-op without --e2e-processing-latency-percentile)."""
+        percentiles = self.opts.e2e_processing_latency_percentiles
+        if not percentiles:
+            return NullLatency()
+        from .e2e import LatencyStream
+
+        return LatencyStream(self.opts.e2e_processing_latency_window_time, percentiles)
 
     # ------------------------------------------------------------ health
 
@@ -354,7 +441,8 @@ class NSQD:
                 continue
             channels = [{"name": c.name, "paused": c.paused}
                         for c in topic.channel_list() if not c.ephemeral]
-            topics.append({"channels": channels, "name": topic.name, "paused": topic.paused})
+            # NSQ 1.3.0's key order, and null for a topic without channels
+            topics.append({"name": topic.name, "paused": topic.paused, "channels": channels or None})
         return {"topics": topics, "version": NSQ_VERSION}
 
     def persist_metadata(self) -> None:
