@@ -54,6 +54,9 @@ class Channel:
         self.ephemeral = wire.is_ephemeral(name)
         opts = topic.nsqd.opts
         self.memory = MemoryQueue(opts.mem_queue_size)
+        # --mem-queue-size=0 means every message goes through disk, as in NSQ (ephemeral
+        # channels have no disk: they hand messages straight to a waiting consumer)
+        self._hand_off_allowed = opts.mem_queue_size > 0 or self.ephemeral
         self.lock = self.memory.mutex
         self.has_messages = self.memory.not_empty
         self.backend = backend
@@ -84,7 +87,7 @@ class Channel:
         with self.lock:
             if new:
                 self.message_count += len(msgs)
-            if self._waiters and not self.paused:
+            if self._waiters and not self.paused and self._hand_off_allowed:
                 msgs = self._hand_off(msgs)
                 if not msgs:
                     return

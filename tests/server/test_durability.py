@@ -446,9 +446,6 @@ def _has_shape_topics(data: str) -> bool:
     return names == {"shape-a": {None: False}, "shape-b": {None: False, "one": False, "two": False}}
 
 
-@pytest.mark.xfail(strict=True, reason="server deviation (reported): with --mem-queue-size=0 a message "
-                   "handed straight to a waiting consumer never goes through the channel's diskqueue; "
-                   "nsqd 1.3.0 writes every message to disk (topic and channel queues) then reads it back")
 def test_mem_queue_size_zero_goes_through_disk_with_a_waiting_consumer(start):
     data = start.data_path
     node = start("--mem-queue-size=0")
@@ -495,8 +492,6 @@ def test_nsqd_dat_has_nsq_shape(start):
     assert not [fn for fn in os.listdir(data) if fn.endswith(".tmp")]
 
 
-@pytest.mark.xfail(strict=True, reason="server bug (reported): nsqd.dat keys must be ordered name, "
-                   "paused, channels and a topic without channels has \"channels\":null, as nsqd 1.3.0 writes")
 def test_nsqd_dat_bytes_match_nsqd_1_3_0(start):
     """Byte for byte as nsqd 1.3.0 (checked against the real binary), but for topic/channel order.
 
@@ -775,8 +770,6 @@ def test_nsq_layout_data_dir_is_served(start, tmp_path):
     sigterm(node)
 
 
-@pytest.mark.xfail(strict=False, reason="server bug (reported): nsqd accepts connections before "
-                   "load_metadata() has restored every channel")
 def test_publish_right_after_start_reaches_every_restored_channel(start):
     """A PUB that races start-up must not miss channels that nsqd.dat restores.
 
