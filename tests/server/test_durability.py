@@ -172,7 +172,7 @@ def metadata_names(meta: dict) -> Dict[str, Dict[str, bool]]:
     """{topic: {channel: paused}} plus the topic's own paused under key None."""
     out: Dict[str, Dict] = {}
     for t in meta["topics"]:
-        chans: Dict = {c["name"]: c["paused"] for c in t["channels"]}
+        chans: Dict = {c["name"]: c["paused"] for c in t["channels"] or ()}  # NSQ writes null when there are none
         chans[None] = t["paused"]
         out[t["name"]] = chans
     return out
