@@ -140,6 +140,7 @@ class NSQDHTTPHandler(BaseHTTPRequestHandler):
         """Refuse a too-big publish before the client sends its body (no 100 Continue)."""
         limit = self._publish_limit()
         if limit is not None and self._content_length(strict=False) > limit:
+            self._no_continue = True  # the client waits for us: its body will not come
             return True
         return super().handle_expect_100()
 
@@ -194,7 +195,7 @@ class NSQDHTTPHandler(BaseHTTPRequestHandler):
     def _redirect_target(self, path: str) -> Optional[str]:
         """A route path this one only differs from by a trailing slash, slashes or case."""
         candidates = [path[:-1] if path.endswith("/") else path + "/"]
-        clean = posixpath.normpath(path) if path.startswith("/") else "/" + path
+        clean = posixpath.normpath("/" + path.lstrip("/"))
         if path.endswith("/") and clean != "/":
             clean += "/"
         candidates += [clean, clean[:-1] if clean.endswith("/") else clean + "/"]
@@ -212,7 +213,8 @@ class NSQDHTTPHandler(BaseHTTPRequestHandler):
         self._status = 0
         self._unread = 0  # request body bytes not read yet (-1: unknown, chunked)
         self._body_started = False
-        raw_path, _, self.raw_query = self.path.partition("?")
+        target = self.requestline.split(" ")[1] if self.requestline.count(" ") >= 2 else self.path
+        raw_path, _, self.raw_query = target.partition("?")  # (http.server folds a leading //)
         self.raw_query = self.raw_query.partition("#")[0]
         path = unquote(raw_path)
         route, self.params = self.match(path)
@@ -224,7 +226,7 @@ class NSQDHTTPHandler(BaseHTTPRequestHandler):
                     raise HTTPError(404, "NOT_FOUND")
                 self._redirect(method, target)
             elif method == "OPTIONS":
-                self._send(200, b"", None, allow=route[0])
+                self._send(200, b"", None, nsq_header=False, allow=route[0])
             elif method not in route[0]:
                 self._allow = route[0]
                 raise HTTPError(405, "METHOD_NOT_ALLOWED")
@@ -253,9 +255,9 @@ class NSQDHTTPHandler(BaseHTTPRequestHandler):
         location = target + ("?" + self.raw_query if self.raw_query else "")
         if method == "GET":
             body = ('<a href="%s">Moved Permanently</a>.\n\n' % location.replace("&", "&amp;")).encode()
-            self._send(301, body, "text/html; charset=utf-8", location=location)
+            self._send(301, body, "text/html; charset=utf-8", nsq_header=False, location=location)
         else:
-            self._send(307, b"", None, location=location)
+            self._send(307, b"", None, nsq_header=False, location=location)
 
     # ------------------------------------------------------------ request body
 
@@ -314,7 +316,9 @@ class NSQDHTTPHandler(BaseHTTPRequestHandler):
     def _pending_body(self) -> int:
         """Request body bytes not read yet (-1: unknown, chunked)."""
         if not self._body_started:
-            return -1 if self._chunked() else self._content_length(strict=False)
+            if self._chunked() or getattr(self, "_no_continue", False):
+                return -1
+            return self._content_length(strict=False)
         return self._unread
 
     def _finish_body(self) -> None:
@@ -416,9 +420,11 @@ class NSQDHTTPHandler(BaseHTTPRequestHandler):
         if pending < 0 or pending > MAX_DISCARD:
             self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        # end of headers and the body in one write (one syscall per answer)
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD" and body:
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def send_text(self, status: int, text: str, content_type: str = "text/plain; charset=utf-8",
                   nsq_header: bool = True) -> None:
