@@ -71,6 +71,10 @@ class ClientV2:
         self.feature_negotiation = False
         self.tls = False  # upgraded (IDENTIFY tls_v1 negotiated and handshaken)
         self.tls_common_name = ""  # subject CN of the client's certificate, for the auth server
+        self.tls_version = ""  # /stats: "TLS1.3", the suite as NSQ names it
+        self.tls_cipher_suite = ""
+        self.tls_negotiated_protocol = ""
+        self.tls_negotiated_protocol_is_mutual = False
         self.deflate = False  # upgraded to deflate / snappy
         self.snappy = False
         self.deflate_level = 0
@@ -118,6 +122,11 @@ class ClientV2:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def has_authorizations(self) -> bool:
+        """AUTH succeeded with at least one authorization (NSQ's HasAuthorizations)."""
+        state = self.auth_state
+        return state is not None and bool(state.authorizations)
 
     # ------------------------------------------------------------ IDENTIFY
 

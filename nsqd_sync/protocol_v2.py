@@ -422,6 +422,8 @@ class ProtocolV2:
                     client.transport = tls
                     client.tls = True
                     client.tls_common_name = tls.peer_common_name()
+                    client.tls_version, client.tls_cipher_suite = tls.connection_state()
+                    client.tls_negotiated_protocol_is_mutual = True  # as Go reports it (no ALPN)
                     tls.sendall(wire.OK_FRAME)
                 if features["snappy"]:
                     step = "snappy"

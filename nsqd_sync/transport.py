@@ -24,7 +24,7 @@ import socket
 import ssl
 import threading
 import zlib
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 RAW_RECV_SIZE = 256 * 1024
 
@@ -71,6 +71,7 @@ class TLSTransport:
         self._ssl_lock = threading.Lock()
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
+        self._context = context
         self._obj = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._eof = False
         if initial:
@@ -122,13 +123,18 @@ class TLSTransport:
                     return value
         return ""
 
-    def version(self) -> Optional[str]:
+    def connection_state(self) -> Tuple[str, str]:
+        """(version, cipher suite) named as NSQ's /stats names them: `TLS1.3`, `Unknown 4865`."""
         with self._ssl_lock:
-            return self._obj.version()
-
-    def cipher(self) -> Optional[tuple]:
-        with self._ssl_lock:
-            return self._obj.cipher()
+            version = self._obj.version() or ""
+            cipher = self._obj.cipher()
+        suite = ""
+        if cipher:
+            ids = {c["name"]: c["id"] & 0xFFFF for c in self._context.get_ciphers()}
+            ids.update(_TLS13_SUITES)
+            iana = ids.get(cipher[0])
+            suite = _GO_SUITE_NAMES.get(iana, "Unknown %d" % iana) if iana is not None else cipher[0]
+        return _GO_VERSION_NAMES.get(version, version), suite
 
     def recv(self, size: int) -> bytes:
         while True:
@@ -178,6 +184,22 @@ class TLSTransport:
             self._obj.write(data)
             out = self._outgoing.read()
         self.inner.sendall(out)
+
+
+_GO_VERSION_NAMES = {"SSLv3": "SSL3.0", "TLSv1": "TLS1.0", "TLSv1.1": "TLS1.1", "TLSv1.2": "TLS1.2",
+                     "TLSv1.3": "TLS1.3"}
+_TLS13_SUITES = {"TLS_AES_128_GCM_SHA256": 0x1301, "TLS_AES_256_GCM_SHA384": 0x1302,
+                 "TLS_CHACHA20_POLY1305_SHA256": 0x1303}
+# the suites nsqd 1.3.0 names in /stats; any other is "Unknown <id>"
+_GO_SUITE_NAMES = {
+    0x0005: "TLS_RSA_WITH_RC4_128_SHA", 0x000A: "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    0x002F: "TLS_RSA_WITH_AES_128_CBC_SHA", 0x0035: "TLS_RSA_WITH_AES_256_CBC_SHA",
+    0xC007: "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", 0xC009: "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    0xC00A: "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", 0xC011: "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    0xC012: "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", 0xC013: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    0xC014: "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", 0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+}
 
 
 # ---------------------------------------------------------------- deflate
