@@ -79,7 +79,7 @@ def _thread_sort_key(t: Optional[threading.Thread]) -> Tuple[int, str]:
 def log_thread_dump(signum: Optional[int] = None, _frame: object = None) -> None:
     """Signal handler: write every thread's stack to the log and carry on."""
     what = "signal %s" % signal.Signals(signum).name if signum else "request"
-    log.warning("DEBUG: thread dump (%s)\n%s", what, thread_dump())
+    log.warning("THREADS: dump on %s\n%s", what, thread_dump())
 
 
 def install_signal_handlers() -> None:
