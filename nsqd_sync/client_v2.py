@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import struct
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
@@ -41,6 +42,13 @@ MAX_BATCH = 200  # messages per channel take and per sendall
 
 _INF = float("inf")
 _hdr = wire.message_frame_header
+_TIMEVAL = struct.Struct("@ll")
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return _TIMEVAL.pack(whole, int((seconds - whole) * 1_000_000))
+
 _bump = wire.bump_attempts
 
 
@@ -214,9 +222,17 @@ class ClientV2:
         self.apply_read_timeout()
 
     def apply_read_timeout(self) -> None:
-        """Two missed heartbeats close the connection (NSQ's read deadline)."""
+        """Two missed heartbeats close the connection (NSQ's read deadline).
+
+        The socket stays in blocking mode with kernel timeouts (SO_RCVTIMEO,
+        SO_SNDTIMEO) rather than Python's timeout mode, which would add a
+        poll() — and another GIL hand-off — to every recv and send.  A timeout
+        surfaces as BlockingIOError (EAGAIN).
+        """
         hb = self.heartbeat_interval
-        self.sock.settimeout(hb * 2 if hb > 0 else None)
+        self.sock.settimeout(None)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(hb * 2 if hb > 0 else 0.0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(hb if hb > 0 else 0.0))
 
     # ------------------------------------------------------------ subscription and RDY
 

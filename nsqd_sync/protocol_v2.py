@@ -81,7 +81,7 @@ class ProtocolV2:
             while not self._closing:
                 try:
                     data = client.transport.recv(RECV_SIZE)
-                except socket.timeout:
+                except (socket.timeout, BlockingIOError):  # SO_RCVTIMEO: two heartbeats missed
                     reason = "failed to read command - timeout (missed heartbeats)"
                     break
                 except OSError as e:

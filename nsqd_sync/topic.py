@@ -44,7 +44,8 @@ class Topic:
         self.ephemeral = wire.is_ephemeral(name)
         self.memory = MemoryQueue(nsqd.opts.mem_queue_size)
         self.lock = self.memory.mutex
-        self._work = self.memory.not_empty  # the pump waits on this
+        # the pump waits on this; it is notified only when it has somewhere to deliver
+        self._work = threading.Condition(self.lock)
         self.backend = nsqd.make_backend(name, self.ephemeral)
         self.channels: Dict[str, Channel] = {}
         self._fanout: Tuple[Channel, ...] = ()
@@ -76,6 +77,7 @@ class Topic:
             if not direct:
                 taken = self.memory._put_many_locked(msgs)
                 overflow = msgs[taken:] if taken < len(msgs) else None
+                self._wake_pump_locked()
             else:
                 overflow = None
         if direct:
@@ -88,7 +90,7 @@ class Topic:
         if overflow:
             self.backend.put_many(overflow)
             with self.lock:
-                self._work.notify()
+                self._wake_pump_locked()
 
     def put_deferred(self, data: bytes, delay: float, body_bytes: int) -> None:
         """DPUB: each channel gets the message after delay seconds."""
@@ -100,12 +102,16 @@ class Topic:
             direct = self._fanout if not self.paused else ()
             if not direct:
                 self._deferred.append((data, time.monotonic() + delay))
-                self._work.notify()
                 return
         for channel in direct:
             channel.put_deferred(data, delay)
 
     # ------------------------------------------------------------ the pump
+
+    def _wake_pump_locked(self) -> None:
+        """Wake the pump if it can deliver (a topic with no channel, or paused, keeps its messages)."""
+        if self._fanout and not self.paused:
+            self._work.notify()
 
     def _has_work(self) -> bool:
         return bool(self._fanout) and not self.paused and (
