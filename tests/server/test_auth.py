@@ -92,6 +92,10 @@ def test_allowed_and_denied(node, authd, conns, topic):
     sub, _ = authed(conns, node)
     sub.sub(allowed, "ch", rdy=10)
     assert sorted(m.body for m in sub.messages(4)) == [b"four", b"one", b"three", b"two"]
+    status, body, _ = http_request(node.http_port, "/stats?format=json&topic=" + allowed)
+    client = json.loads(body)["topics"][0]["channels"][0]["clients"][0]
+    assert (client["authed"], client["auth_identity"], client["auth_identity_url"]) == (
+        True, "alice", "https://example.invalid/alice")
 
     denied, _ = authed(conns, node)
     denied.send("PUB " + topic, b"x")

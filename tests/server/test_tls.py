@@ -89,6 +89,10 @@ def test_upgrade_then_pub_sub_inside_tls(tls_node, certs, conns, topic):
     assert [m.body for m in got] == [b"secret one", b"secret two", b"secret three"]
     for m in got:
         sub.fin(m.id)
+    status, body = http_get(tls_node.http_port, "/stats?format=json&topic=" + topic)[:2]
+    clients = json.loads(body)["topics"][0]["channels"][0]["clients"]
+    assert [(c["tls"], c["tls_version"]) for c in clients] == [(True, sub.sock.version().replace("v", ""))]
+    assert clients[0]["tls_cipher_suite"]
     # heartbeats come through the TLS session too, and are answered inside it
     sub.sock.settimeout(5)
     assert sub.frame() == (wire.FRAME_TYPE_RESPONSE, wire.HEARTBEAT)
