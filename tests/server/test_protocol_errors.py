@@ -329,3 +329,24 @@ def test_topic_name_with_invalid_utf8_is_quoted_like_go(shared_nsqd, conns):
     conn = conns(shared_nsqd)
     conn.send_raw(pub(b"t\xff", b"x"))
     conn.expect_error('E_BAD_TOPIC PUB topic name "t\\xff" is not valid', fatal=True)
+
+
+# ---------------------------------------------------------------- accepted deviation: short MPUB bodies
+# NSQ 1.3.0 keeps reading the stream past an MPUB body whose messages claim more
+# bytes than the body holds (and so hangs waiting); nsq-sync reads exactly the
+# announced body and refuses it.
+
+@pytest.mark.parametrize("body,error", [
+    (struct.pack(">ii", 2, 1) + b"a", "E_BAD_MESSAGE MPUB failed to read message(1) body size"),
+    (struct.pack(">ii", 1, 10) + b"short", "E_BAD_MESSAGE MPUB failed to read message body"),
+    (struct.pack(">ii", 1, 1), "E_BAD_MESSAGE MPUB failed to read message body"),
+    (b"ab", "E_BAD_BODY MPUB failed to read message count"),
+], ids=["missing-size", "short-message", "no-message-bytes", "short-count"])
+def test_mpub_short_body_is_refused(shared_nsqd, conns, topic, body, error):
+    consumer = conns(shared_nsqd)
+    consumer.sub(topic, "c", rdy=10)
+    conn = conns(shared_nsqd)
+    conn.send("MPUB " + topic, body)
+    conn.expect_error(error, fatal=True)
+    conns(shared_nsqd).pub(topic, b"marker")
+    assert consumer.message().body == b"marker"  # nothing of the refused MPUB was published
