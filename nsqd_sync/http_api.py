@@ -6,12 +6,10 @@ answers one endpoint and either sends its answer or raises `HTTPError`.
 Answers follow NSQ 1.3.0's v1 API whatever the client's Accept header:
 errors are JSON `{"message":"CODE"}` with NSQ's status, a text result
 (`OK` from /pub) is text/plain, a JSON result is application/json, and an
-empty result is an empty 200.  As NSQ's router does, a wrong method gets
-405 with an `Allow` header, OPTIONS gets the `Allow` header, a path that
-differs from a route only by a trailing slash, doubled slashes or case is
-redirected (301 for GET, 307 otherwise), and anything else is 404
-NOT_FOUND.  Requests are logged as NSQ logs them (`200 GET /stats (addr)
-1.2ms`), except publishing and the debug pages.
+empty result is an empty 200; a publish that fails (node exiting, backend
+write error) is 503 EXITING.  Routing, bodies and the Go router's 404/405/
+redirect behaviour are in http_base.py.  Requests are logged as NSQ logs
+them (`200 GET /stats (addr) 1.2ms`), except publishing and the debug pages.
 
 The deprecated `/put` and `/mput` paths are accepted as `/pub` and `/mpub`
 (NSQ 1.3.0 dropped them; older introductions still use them).
@@ -20,17 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
-import posixpath
 import re
 import socket
 import struct
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
-from urllib.parse import unquote, unquote_to_bytes
 
 from . import NSQ_VERSION, debug, logs, stats, wire
 from .errors import BackendError, ExitingError
+from .http_base import BOOL_PARAMS, HTTPError, NSQHTTPHandler, Route
 from .options import FLAGS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,14 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-ROUTES: Dict[str, Tuple[Tuple[str, ...], str]] = {
+ROUTES: Dict[str, Route] = {
     "/ping": (("GET",), "do_ping"),
     "/info": (("GET",), "do_info"),
     "/pub": (("POST",), "do_pub"),
@@ -77,11 +66,8 @@ ROUTES: Dict[str, Tuple[Tuple[str, ...], str]] = {
 UNLOGGED = frozenset(("do_pub", "do_mpub", "do_put", "do_mput", "do_metrics", "do_pprof_index",
                       "do_pprof_cmdline", "do_pprof_goroutine", "do_pprof_profile", "do_pprof_heap"))
 
-BOOL_PARAMS = {"true": True, "1": True, "false": False, "0": False}
 _INT = re.compile(r"[+-]?[0-9]+\Z")
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _int32 = struct.Struct(">i")
-MAX_DISCARD = 256 * 1024  # unread body bytes we drain to keep a connection (as Go's server)
 
 _LOG_LEVEL_NUMBER = {"debug": 1, "info": 2, "warn": 3, "warning": 3, "error": 4, "fatal": 5}
 _TLS_VERSIONS = {"ssl3.0": 0x0300, "tls1.0": 0x0301, "tls1.1": 0x0302, "tls1.2": 0x0303, "tls1.3": 0x0304}
@@ -105,239 +91,21 @@ def _config_table() -> Dict[str, Tuple[str, str]]:
 CONFIG_OPTIONS = _config_table()
 
 
-def go_json(data: Any) -> bytes:
-    """JSON as Go's encoding/json writes it (compact, <>& escaped, UTF-8)."""
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode("utf-8")
-
-
 def _go_number(v: Any) -> Any:
     if isinstance(v, float) and v.is_integer():
         return int(v)
     return v
 
 
-class NSQDHTTPHandler(BaseHTTPRequestHandler):
-    """Dispatches each request to one method per endpoint."""
+class NSQDHTTPHandler(NSQHTTPHandler):
+    """One method per endpoint of nsqd's HTTP API."""
 
     server: "NSQDHTTPServer"
-    protocol_version = "HTTP/1.1"
+    routes = ROUTES
+    unlogged = UNLOGGED
     server_version = "nsqd-sync"
-    sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("HTTP: %s %s", self.address_string(), format % args)
-
-    def send_response(self, code: int, message: Optional[str] = None) -> None:
-        """Status line and Date (no Server header, as Go's net/http)."""
-        self.log_request(code)
-        self.send_response_only(code, message)
-        self.send_header("Date", self.date_time_string())
-        self._status = code
-
-    def handle_expect_100(self) -> bool:
-        """Refuse a too-big publish before the client sends its body (no 100 Continue)."""
-        limit = self._publish_limit()
-        if limit is not None and self._content_length(strict=False) > limit:
-            self._no_continue = True  # the client waits for us: its body will not come
-            return True
-        return super().handle_expect_100()
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch("OPTIONS")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    # ------------------------------------------------------------ routing
-
-    @staticmethod
-    def match(path: str) -> Tuple[Optional[Tuple[Tuple[str, ...], str]], Dict[str, str]]:
-        """The route for a path and its `:name` parameters."""
-        route = ROUTES.get(path)
-        if route is not None:
-            return route, {}
-        parts = path.split("/")
-        for pattern, candidate in ROUTES.items():
-            if ":" not in pattern:
-                continue
-            pparts = pattern.split("/")
-            if len(pparts) != len(parts):
-                continue
-            params = {}
-            for p, seg in zip(pparts, parts):
-                if p.startswith(":"):
-                    if not seg:
-                        break
-                    params[p[1:]] = seg
-                elif p != seg:
-                    break
-            else:
-                return candidate, params
-        return None, {}
-
-    def _redirect_target(self, path: str) -> Optional[str]:
-        """A route path this one only differs from by a trailing slash, slashes or case."""
-        candidates = [path[:-1] if path.endswith("/") else path + "/"]
-        clean = posixpath.normpath("/" + path.lstrip("/"))
-        if path.endswith("/") and clean != "/":
-            clean += "/"
-        candidates += [clean, clean[:-1] if clean.endswith("/") else clean + "/"]
-        for c in candidates:
-            if c != path and self.match(c)[0] is not None:
-                return c
-        lowered = {p.lower(): p for p in ROUTES if ":" not in p}
-        for c in candidates[1:]:
-            if c.lower() in lowered:
-                return lowered[c.lower()]
-        return None
-
-    def _dispatch(self, method: str) -> None:
-        started = time.perf_counter_ns()
-        self._status = 0
-        self._unread = 0  # request body bytes not read yet (-1: unknown, chunked)
-        self._body_started = False
-        target = self.requestline.split(" ")[1] if self.requestline.count(" ") >= 2 else self.path
-        raw_path, _, self.raw_query = target.partition("?")  # (http.server folds a leading //)
-        self.raw_query = self.raw_query.partition("#")[0]
-        path = unquote(raw_path)
-        route, self.params = self.match(path)
-        handler_name = route[1] if route is not None else ""
-        try:
-            if route is None:
-                target = self._redirect_target(path)
-                if target is None:
-                    raise HTTPError(404, "NOT_FOUND")
-                self._redirect(method, target)
-            elif method == "OPTIONS":
-                self._send(200, b"", None, nsq_header=False, allow=route[0])
-            elif method not in route[0]:
-                self._allow = route[0]
-                raise HTTPError(405, "METHOD_NOT_ALLOWED")
-            else:
-                getattr(self, handler_name)()
-        except HTTPError as e:
-            self.send_json(e.status, {"message": e.message}, allow=getattr(self, "_allow", None))
-        except (ExitingError, BackendError):
-            self.send_json(503, {"message": "EXITING"})
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-            return
-        except Exception:  # noqa: BLE001 - one request's bug must not kill the server
-            log.exception("HTTP: %s %s failed", method, self.path)
-            if not self._status:
-                self.send_json(500, {"message": "INTERNAL_ERROR"})
-            else:
-                self.close_connection = True
-        finally:
-            self._finish_body()
-        if handler_name not in UNLOGGED:
-            log.info("%d %s %s (%s) %s", self._status, method, self.path,
-                     "%s:%d" % self.client_address[:2], stats.go_duration(time.perf_counter_ns() - started))
-
-    def _redirect(self, method: str, target: str) -> None:
-        location = target + ("?" + self.raw_query if self.raw_query else "")
-        if method == "GET":
-            body = ('<a href="%s">Moved Permanently</a>.\n\n' % location.replace("&", "&amp;")).encode()
-            self._send(301, body, "text/html; charset=utf-8", nsq_header=False, location=location)
-        else:
-            self._send(307, b"", None, nsq_header=False, location=location)
-
-    # ------------------------------------------------------------ request body
-
-    def _content_length(self, strict: bool = True) -> int:
-        value = self.headers.get("Content-Length")
-        if value is None:
-            return 0
-        try:
-            n = int(value)
-            if n < 0:
-                raise ValueError(value)
-            return n
-        except ValueError:
-            if strict:
-                self.close_connection = True
-                raise HTTPError(400, "INVALID_REQUEST") from None
-            return 0
-
-    def _chunked(self) -> bool:
-        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-
-    def read_body(self, limit: int) -> bytes:
-        """The request body, at most limit + 1 bytes (so callers can tell it was too big)."""
-        self._body_started = True
-        want = limit + 1
-        if self._chunked():
-            return self._read_chunked(want)
-        length = self._content_length()
-        data = self.rfile.read(min(length, want)) if length else b""
-        self._unread = length - len(data)
-        return data
-
-    def _read_chunked(self, want: int) -> bytes:
-        parts: List[bytes] = []
-        got = 0
-        while True:
-            line = self.rfile.readline(65537)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self._unread = -1
-                raise HTTPError(400, "INVALID_REQUEST") from None
-            if size == 0:
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                self._unread = 0
-                return b"".join(parts)
-            if got + size > want:
-                parts.append(self.rfile.read(want - got))
-                self._unread = -1
-                return b"".join(parts)
-            parts.append(self.rfile.read(size))
-            got += size
-            self.rfile.readline(65537)
-
-    def _pending_body(self) -> int:
-        """Request body bytes not read yet (-1: unknown, chunked)."""
-        if not self._body_started:
-            if self._chunked() or getattr(self, "_no_continue", False):
-                return -1
-            return self._content_length(strict=False)
-        return self._unread
-
-    def _finish_body(self) -> None:
-        """Drain a small unread body so the connection can be reused, else close it."""
-        pending = self._pending_body()
-        if pending == 0:
-            return
-        if 0 < pending <= MAX_DISCARD:
-            try:
-                self.rfile.read(pending)
-                self._body_started = True
-                self._unread = 0
-                return
-            except OSError:
-                pass
-        self.close_connection = True
-
-    def _publish_limit(self) -> Optional[int]:
-        path = unquote(self.path.partition("?")[0])
+    def body_limit(self, path: str) -> Optional[int]:
         opts = self.server.nsqd.opts
         if path in ("/pub", "/put"):
             return opts.max_msg_size
@@ -345,31 +113,13 @@ class NSQDHTTPHandler(BaseHTTPRequestHandler):
             return opts.max_body_size
         return None
 
-    # ------------------------------------------------------------ query parameters
+    def error_for(self, exc: Exception) -> Optional[HTTPError]:
+        """NSQ answers any failed publish (exiting topic, backend write error) with 503 EXITING."""
+        if isinstance(exc, (ExitingError, BackendError)):
+            return HTTPError(503, "EXITING")
+        return None
 
-    def query(self) -> Dict[str, List[str]]:
-        """The query string as Go's url.ParseQuery reads it; a malformed one is INVALID_REQUEST."""
-        out: Dict[str, List[str]] = {}
-        raw = self.raw_query
-        if not raw:
-            return out
-        if ";" in raw or _BAD_ESCAPE.search(raw):
-            raise HTTPError(400, "INVALID_REQUEST")
-        for part in raw.split("&"):
-            if not part:
-                continue
-            key, _, value = part.partition("=")
-            try:
-                k = unquote_to_bytes(key.replace("+", " ")).decode("utf-8", "replace")
-                v = unquote_to_bytes(value.replace("+", " ")).decode("utf-8", "replace")
-            except ValueError:
-                raise HTTPError(400, "INVALID_REQUEST") from None
-            out.setdefault(k, []).append(v)
-        return out
-
-    def get_param(self, params: Dict[str, List[str]], name: str) -> Optional[str]:
-        values = params.get(name)
-        return values[0] if values else None
+    # ------------------------------------------------------------ topic and channel arguments
 
     def topic_from_query(self, params: Dict[str, List[str]]):
         """NSQ's getTopicFromQuery: validate `topic` and get (or create) it."""
@@ -397,51 +147,6 @@ class NSQDHTTPHandler(BaseHTTPRequestHandler):
         if topic is None:
             raise HTTPError(404, "TOPIC_NOT_FOUND")
         return topic, channel_name
-
-    # ------------------------------------------------------------ responses
-
-    def _send(self, status: int, body: bytes, content_type: Optional[str], nsq_header: bool = True,
-              allow: Optional[Tuple[str, ...]] = None, location: Optional[str] = None,
-              extra: Optional[Dict[str, str]] = None) -> None:
-        if self._status:
-            return  # an answer was already sent
-        self.send_response(status)
-        if allow is not None:
-            self.send_header("Allow", ", ".join(sorted(set(allow) | {"OPTIONS"})))
-        if location is not None:
-            self.send_header("Location", location)
-        if content_type is not None:
-            self.send_header("Content-Type", content_type)
-        if nsq_header:
-            self.send_header("X-Nsq-Content-Type", "nsq; version=1.0")
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        pending = self._pending_body()
-        if pending < 0 or pending > MAX_DISCARD:
-            self.send_header("Connection", "close")
-        self.send_header("Content-Length", str(len(body)))
-        # end of headers and the body in one write (one syscall per answer)
-        self._headers_buffer.append(b"\r\n")
-        if self.command != "HEAD" and body:
-            self._headers_buffer.append(body)
-        self.flush_headers()
-
-    def send_text(self, status: int, text: str, content_type: str = "text/plain; charset=utf-8",
-                  nsq_header: bool = True) -> None:
-        body = text.encode("utf-8")
-        self._send(status, body, content_type if body else None, nsq_header)
-
-    def send_json(self, status: int, data: Any, allow: Optional[Tuple[str, ...]] = None) -> None:
-        self._send(status, go_json(data), "application/json; charset=utf-8", allow=allow)
-
-    def respond_v1(self, data: Any) -> None:
-        """A 200 as NSQ's RespondV1: text as text, None as an empty body, the rest as JSON."""
-        if data is None:
-            self._send(200, b"", None)
-        elif isinstance(data, str):
-            self.send_text(200, data)
-        else:
-            self.send_json(200, data)
 
     # ------------------------------------------------------------ endpoints: node
 
@@ -785,4 +490,3 @@ class NSQDHTTPServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         stats.install_gc_tracking()
         super().__init__(address, NSQDHTTPHandler)
-

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import signal
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import pytest
 import requests

@@ -100,7 +100,8 @@ def test_json_shape_field_by_field(node, scene):
     ch, other = a["channels"]
     assert list(ch) == CHANNEL_KEYS
     assert (ch["depth"], ch["backend_depth"], ch["in_flight_count"], ch["deferred_count"], ch["message_count"],
-            ch["requeue_count"], ch["timeout_count"], ch["client_count"], ch["paused"]) == (0, 0, 2, 0, 3, 0, 0, 1, False)
+            ch["requeue_count"], ch["timeout_count"], ch["client_count"], ch["paused"]) == \
+        (0, 0, 2, 0, 3, 0, 0, 1, False)
     assert (other["depth"], other["client_count"], other["clients"]) == (3, 0, [])
 
     [client] = ch["clients"]
@@ -248,4 +249,5 @@ def test_client_line_layout():
         "connected: 0s")
     producer = dict(consumer, hostname="h1", remote_address="127.0.0.1:56278", user_agent="ua/1",
                     pub_counts=[{"topic": "t1", "count": 1}])
-    assert stats_mod.client_line(producer, 165) == "[V2 h1:56278 ua/1        ] msgs: 1        topics: t1=1 connected: 1m5s"
+    assert stats_mod.client_line(producer, 165) == \
+        "[V2 h1:56278 ua/1        ] msgs: 1        topics: t1=1 connected: 1m5s"
