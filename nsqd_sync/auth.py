@@ -188,8 +188,8 @@ def _redact(url: str) -> str:
 
 
 def response_body(state: AuthState) -> bytes:
-    """AUTH's answer: identity, identity_url and how many authorizations came back."""
-    from .http_api import go_json
-
-    return go_json({"identity": state.identity, "identity_url": state.identity_url,
-                    "permission_count": len(state.authorizations)})
+    """AUTH's answer: identity, identity_url and how many authorizations came back (Go's JSON)."""
+    text = json.dumps({"identity": state.identity, "identity_url": state.identity_url,
+                       "permission_count": len(state.authorizations)}, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode("utf-8")
