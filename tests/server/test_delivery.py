@@ -8,7 +8,6 @@ Times are kept short with IDENTIFY msg_timeout=1000 and heartbeat_interval=1000
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time

@@ -5,7 +5,6 @@ serving everyone else and no message answered with OK is lost.
 """
 from __future__ import annotations
 
-import os
 import random
 import signal
 import socket
