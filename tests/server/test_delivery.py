@@ -443,43 +443,35 @@ def test_message_ids_are_unique_lowercase_hex(shared_nsqd, conns, topic):
     assert len(set(ids)) == len(ids)
 
 
-# ---------------------------------------------------------------- pausing (in-process: no HTTP API yet)
+# ---------------------------------------------------------------- pausing (through the HTTP API)
 
-@pytest.fixture
-def inprocess_nsqd(tmp_path):
-    from nsqd_sync.nsqd import NSQD
-    from nsqd_sync.options import Options
-
-    node = NSQD(Options(tcp_address="127.0.0.1:0", http_address="127.0.0.1:0", data_path=str(tmp_path)))
-    node.start()
-    try:
-        yield node
-    finally:
-        node.exit()
+def http_post(node: NodeProcess, path: str) -> None:
+    status, body, _ = http_request(node.http_port, path, method="POST", body=b"")
+    assert status == 200, (path, status, body)
 
 
-def test_paused_channel_holds_messages_until_unpaused(inprocess_nsqd, conns, topic):
-    port = inprocess_nsqd.tcp_address[1]
-    c = conns(port)
+def test_paused_channel_holds_messages_until_unpaused(shared_nsqd, conns, topic):
+    c = conns(shared_nsqd)
     c.sub(topic, "c", rdy=10)
-    other = conns(port)
+    other = conns(shared_nsqd)
     other.sub(topic, "other", rdy=10)
-    channel = inprocess_nsqd.get_topic(topic).get_channel("c")
-    channel.pause()
-    conns(port).mpub(topic, [b"p1", b"p2"])
+    http_post(shared_nsqd, "/channel/pause?topic=%s&channel=c" % topic)
+    conns(shared_nsqd).mpub(topic, [b"p1", b"p2"])
     assert [m.body for m in other.messages(2)] == [b"p1", b"p2"]  # other channels are not paused
     c.assert_silent(0.3)
-    channel.unpause()
+    http_post(shared_nsqd, "/channel/unpause?topic=%s&channel=c" % topic)
     assert [m.body for m in c.messages(2)] == [b"p1", b"p2"]
 
 
-def test_paused_topic_holds_messages_for_every_channel(inprocess_nsqd, conns, topic):
-    port = inprocess_nsqd.tcp_address[1]
-    c = conns(port)
-    c.sub(topic, "c", rdy=10)
-    t = inprocess_nsqd.get_topic(topic)
-    t.pause()
-    conns(port).pub(topic, b"held")
-    c.assert_silent(0.3)
-    t.unpause()
-    assert c.message().body == b"held"
+def test_paused_topic_holds_messages_for_every_channel(shared_nsqd, conns, topic):
+    consumers = []
+    for name in ("a", "b"):
+        consumers.append(conns(shared_nsqd))
+        consumers[-1].sub(topic, name, rdy=10)
+    http_post(shared_nsqd, "/topic/pause?topic=" + topic)
+    conns(shared_nsqd).pub(topic, b"held")
+    consumers[0].assert_silent(0.3)
+    consumers[1].assert_silent(0.05)
+    http_post(shared_nsqd, "/topic/unpause?topic=" + topic)
+    for c in consumers:
+        assert c.message().body == b"held"
