@@ -60,32 +60,34 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Format seconds the way Go prints a time.Duration (`1m0s`, `250ms`, `1h0m0s`)."""
-    if seconds == 0:
-        return "0s"
-    neg = seconds < 0
+    """Format seconds the way Go prints a time.Duration (`1m0s`, `250ms`, `2.5ms`, `1.5µs`)."""
     ns = int(round(abs(seconds) * 1e9))
+    if ns == 0:
+        return "0s"
+    sign = "-" if seconds < 0 else ""
+    if ns < 1000:
+        return "%s%dns" % (sign, ns)
+    if ns < 1_000_000:
+        return sign + _fraction(ns, 1000) + "µs"
     if ns < 1_000_000_000:
-        if ns % 1_000_000 == 0:
-            out = "%dms" % (ns // 1_000_000)
-        elif ns % 1000 == 0:
-            out = "%g\u00b5s" % (ns / 1000)
-        elif ns >= 1_000_000:
-            out = "%gms" % (ns / 1e6)
-        else:
-            out = "%dns" % ns
-    else:
-        h, rem = divmod(ns, 3_600_000_000_000)
-        m, rem = divmod(rem, 60_000_000_000)
-        secs = rem / 1e9
-        sec_text = ("%.9f" % secs).rstrip("0").rstrip(".") + "s"
-        if h:
-            out = "%dh%dm%s" % (h, m, sec_text)
-        elif m:
-            out = "%dm%s" % (m, sec_text)
-        else:
-            out = sec_text
-    return ("-" if neg else "") + out
+        return sign + _fraction(ns, 1_000_000) + "ms"
+    h, rem = divmod(ns, 3_600_000_000_000)
+    m, rem = divmod(rem, 60_000_000_000)
+    sec = _fraction(rem, 1_000_000_000) + "s"
+    if h:
+        return "%s%dh%dm%s" % (sign, h, m, sec)
+    if m:
+        return "%s%dm%s" % (sign, m, sec)
+    return sign + sec
+
+
+def _fraction(value: int, unit: int) -> str:
+    """value/unit in decimal with no trailing zeros (Go's fmtFrac)."""
+    whole, frac = divmod(value, unit)
+    if not frac:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return "%d.%s" % (whole, ("%0*d" % (digits, frac)).rstrip("0"))
 
 
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}

@@ -154,8 +154,8 @@ FLAGS: List[Flag] = [
     Flag("verbose", "bool", False, "has no effect, use --log-level",
          deprecated="--verbose is deprecated and has no effect, use --log-level"),
     Flag("version", "bool", False, "print version string"),
-    Flag("worker-id", "int", None, "use --node-id", alias_of="node-id",
-         deprecated="--worker-id is deprecated, use --node-id", validate=_node_id),
+    Flag("worker-id", "bool", False, "use --node-id",
+         deprecated="--worker-id is deprecated and has no effect, use --node-id"),
 ]
 
 

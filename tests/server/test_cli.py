@@ -133,8 +133,6 @@ def test_flags_in_every_go_form(nsqd_factory, conns, tmp_path):
     assert (data / "nsqd.dat").exists()  # the last --data-path won
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: --worker-id is a deprecated no-op *boolean* in nsqd 1.3.0; "
-                                       "nsq-sync parses it as an int and swallows the next argument")
 def test_worker_id_is_a_deprecated_boolean():
     r = run_nsqd(["--worker-id", "--version"])
     assert r.returncode == 0 and VERSION_LINE.match(r.stdout.decode()), r

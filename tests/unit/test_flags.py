@@ -32,10 +32,7 @@ def test_parse_duration_rejects(text):
 @pytest.mark.parametrize("seconds,text", [
     (0, "0s"), (60, "1m0s"), (90, "1m30s"), (3600, "1h0m0s"), (5400, "1h30m0s"), (900, "15m0s"),
     (0.25, "250ms"), (1.5, "1.5s"), (0.001, "1ms"), (1e-7, "100ns"), (2, "2s"), (-60, "-1m0s"),
-    pytest.param(0.0025, "2.5ms", marks=pytest.mark.xfail(
-        strict=True, reason="flags bug: fractional milliseconds print as 2500\u00b5s (Go: 2.5ms)")),
-    pytest.param(1.5e-6, "1.5\u00b5s", marks=pytest.mark.xfail(
-        strict=True, reason="flags bug: fractional microseconds print as 1500ns (Go: 1.5\u00b5s)")),
+    (0.0025, "2.5ms"), (1.5e-6, "1.5\u00b5s"),
 ])
 def test_format_duration_like_go(seconds, text):
     assert flags.format_duration(seconds) == text
