@@ -154,7 +154,13 @@ def require_tls_on(server: Any, nsqd: "NSQD") -> None:
     base = server.RequestHandlerClass
 
     class TLSRequiredHandler(base):  # type: ignore[misc, valid-type]
-        def _dispatch(self, method: str) -> None:
+        def handle_expect_100(self) -> bool:
+            return True  # answer 403 without inviting the body
+
+        def parse_request(self) -> bool:
+            """A well-formed request gets the 403 instead of being dispatched."""
+            if not super().parse_request():
+                return False
             https = getattr(nsqd, "https_address", ("", 0))
             body = ('{"message": "TLS_REQUIRED", "https_port": %d}' % https[1]).encode()
             self.send_response_only(403)
@@ -164,9 +170,11 @@ def require_tls_on(server: Any, nsqd: "NSQD") -> None:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Connection", "close")
             self.end_headers()
-            if method != "HEAD":
+            if self.command != "HEAD":
                 self.wfile.write(body)
+            self.wfile.flush()
             self.close_connection = True
+            return False
 
     server.RequestHandlerClass = TLSRequiredHandler
 
