@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-RECV_SIZE = 256 * 1024
+RECV_SIZE = 64 * 1024  # below glibc's mmap threshold (128 KB): no mmap/munmap per read
 MAX_LINE = 64 * 1024  # NSQ reads command lines through a bufio.Reader of this order
 _FIN_LINE = 21  # b"FIN " + 16-byte id + b"\n"
 

@@ -24,7 +24,7 @@ from .errors import NSQConnectionError, NSQError, NSQProtocolError, error_from_f
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "nsq-sync/%s" % __version__
-RECV_SIZE = 256 * 1024
+RECV_SIZE = 64 * 1024  # below glibc's mmap threshold (128 KB): no mmap/munmap per read
 NOP = b"NOP\n"
 
 Frame = Tuple[int, bytes]
