@@ -57,7 +57,18 @@ class GUIDFactory:
         return out
 
     def new_id(self) -> bytes:
-        return self.new_ids(1)[0]
+        """One fresh ID (the single-PUB path)."""
+        with self._lock:
+            ts = time.time_ns() >> 20
+            if ts > self._last_ts:
+                self._last_ts = ts
+                self._sequence = 0
+                self._prefix = b"%013x" % (((ts - EPOCH) << NODE_ID_BITS) | self.node_id)
+            seq = self._sequence
+            if seq < SEQUENCE_MAX:
+                self._sequence = seq + 1
+                return self._prefix + _SEQ_HEX[seq]
+        return self.new_ids(1)[0]  # this pseudo-millisecond is used up: wait for the next
 
 
 def id_to_int(msg_id: bytes) -> int:

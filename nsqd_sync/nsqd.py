@@ -389,6 +389,17 @@ class NSQD:
         head = _MSG_HEAD.pack(time.time_ns(), 1)
         return [head + mid for mid in self.guid.new_ids(n)]
 
+    def publish_one(self, topic_name: str, body: bytes, client: Optional[ClientV2] = None) -> None:
+        """PUB: one message."""
+        msg = _MSG_HEAD.pack(time.time_ns(), 1) + self.guid.new_id() + body
+        topic = self.topics.get(topic_name)
+        if topic is None or topic.exiting:
+            topic = self.get_topic(topic_name)
+        topic.put_many((msg,), len(body))
+        if client is not None:
+            counts = client.pub_counts
+            counts[topic_name] = counts.get(topic_name, 0) + 1
+
     def publish(self, topic_name: str, bodies: Sequence[bytes], client: Optional[ClientV2] = None) -> None:
         self.publish_messages(topic_name, self.make_messages(bodies), sum(map(len, bodies)), client)
 

@@ -492,7 +492,7 @@ class ProtocolV2:
         self.nsqd.check_auth(self.client, "PUB", topic_name, "")
         body = bytes(buf[start:end])
         try:
-            self.nsqd.publish(topic_name, [body], self.client)
+            self.nsqd.publish_one(topic_name, body, self.client)
         except (BackendError, ExitingError) as e:
             raise fatal("E_PUB_FAILED", "PUB failed %s" % e) from None
         return wire.OK_FRAME

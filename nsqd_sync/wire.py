@@ -8,6 +8,7 @@ Message:  int64 timestamp ns | uint16 attempts | 16-byte hex ID | body
 """
 from __future__ import annotations
 
+import re
 import struct
 from typing import Iterable, List, Sequence, Tuple
 
@@ -199,22 +200,13 @@ def iter_frames(data: bytes) -> Iterable[Tuple[int, bytes]]:
 
 # ---------------------------------------------------------------- names
 
-_NAME_CHARS = frozenset(b".abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_NAME = re.compile(r"[.a-zA-Z0-9_-]+(?:#ephemeral)?\Z")
 EPHEMERAL_SUFFIX = "#ephemeral"
 
 
 def is_valid_name(name: str) -> bool:
     """Topic/channel names: 1..64 chars of [.a-zA-Z0-9_-], optional #ephemeral suffix."""
-    if not 1 <= len(name) <= 64:
-        return False
-    base = name[:-len(EPHEMERAL_SUFFIX)] if name.endswith(EPHEMERAL_SUFFIX) else name
-    if not base:
-        return False
-    try:
-        raw = base.encode("ascii")
-    except UnicodeEncodeError:
-        return False
-    return all(c in _NAME_CHARS for c in raw)
+    return 0 < len(name) <= 64 and _NAME.match(name) is not None
 
 
 is_valid_topic_name = is_valid_name
