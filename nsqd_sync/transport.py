@@ -26,7 +26,7 @@ import threading
 import zlib
 from typing import Any, List, Optional, Tuple
 
-RAW_RECV_SIZE = 256 * 1024
+RAW_RECV_SIZE = 64 * 1024  # below glibc's mmap threshold, like protocol_v2.RECV_SIZE
 
 
 class TransportError(ConnectionError):
