@@ -98,8 +98,8 @@ class NSQD:
 
             tls.apply_policy(opts)
             self.tls_context = tls.build_server_context(opts)
-            if self.tls_context is None and opts.tls_required:
-                raise RuntimeError("cannot require TLS client connections without TLS key and cert")
+        if self.tls_context is None and opts.tls_required:
+            raise RuntimeError("cannot require TLS client connections without TLS key and cert")
         data_dir = opts.data_dir
         os.makedirs(data_dir, exist_ok=True)
         self._lock_data_dir(data_dir)

@@ -256,8 +256,7 @@ class Options:
         if self.max_msg_size > self.max_body_size:
             raise FlagError("--max-msg-size (%d) must not exceed --max-body-size (%d)"
                             % (self.max_msg_size, self.max_body_size))
-        if self.tls_required and not (self.tls_cert and self.tls_key):
-            raise FlagError("cannot require TLS client connections without TLS key and cert")
+        # --tls-required without a certificate is refused at start-up (exit 1), as nsqd does
         if bool(self.tls_cert) != bool(self.tls_key):
             raise FlagError("--tls-cert and --tls-key must be given together")
 
