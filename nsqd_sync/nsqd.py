@@ -19,10 +19,8 @@ import json
 import logging
 import os
 import signal
-import socket
 import struct
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple

@@ -9,7 +9,6 @@ never blocks on a full pipe.  Every wait has a deadline.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from nsqd_sync import diskqueue
 from nsqd_sync.diskqueue import DiskQueue, DiskQueueError, stop_sync_thread
 from tests.helpers import wait_for
 
