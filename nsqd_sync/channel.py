@@ -100,16 +100,18 @@ class Channel:
         """Give each waiting pump its share of a batch; return what is left (lock held).
 
         Like a Go channel handing each message to one waiting receiver, this
-        spreads a burst over every ready consumer instead of letting the first
-        thread to wake take it all.
+        spreads a burst over the consumers instead of letting the first thread
+        to wake take it all.  A share is the batch divided by every consumer
+        of the channel, not only those waiting right now: a consumer whose
+        pump is a moment late finds its share in the memory queue.
         """
         waiters = self._waiters
-        pos = 0
         total = len(msgs)
+        share = -(-total // max(len(self.clients), len(waiters), 1))
+        pos = 0
         while pos < total and waiters:
-            share = -(-(total - pos) // len(waiters))
             w = waiters.popleft()
-            k = min(w.room, share)
+            k = min(w.room, share, total - pos)
             if k <= 0:
                 w.cond.notify()
                 continue
@@ -172,7 +174,8 @@ class Channel:
                 if not self.paused:
                     q = self.memory.queue
                     if q:
-                        share = -(-len(q) // (1 + len(self._waiters)))
+                        # a fair share: the queue divided over the channel's consumers
+                        share = -(-len(q) // max(len(self.clients), 1 + len(self._waiters)))
                         n = min(room, share)
                         popleft = q.popleft
                         return [popleft() for _ in range(n)]
