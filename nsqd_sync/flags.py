@@ -215,6 +215,27 @@ class FlagError(Exception):
     """A bad command line or config file: reported in one line, exit code 2."""
 
 
+# ---------------------------------------------------------------- shared validators
+# (each returns None when the value is fine, else the reason, for Flag.validate)
+
+def non_negative(value: float) -> Optional[str]:
+    return "must not be negative" if value < 0 else None
+
+
+def positive(value: float) -> Optional[str]:
+    return "must be greater than 0" if value <= 0 else None
+
+
+def check_log_level(value: str) -> Optional[str]:
+    from .logs import parse_level
+
+    try:
+        parse_level(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 # ---------------------------------------------------------------- argv rewriting
 
 def normalize_argv(argv: Sequence[str], flags: Sequence[Flag]) -> List[str]:

@@ -12,30 +12,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .flags import Flag, FlagError, default_hostname
-from .logs import parse_level
+from .flags import Flag, FlagError, default_hostname, check_log_level, non_negative, positive
 
 
 def _hostname_node_id() -> int:
     """NSQ's default node id: a hash of the hostname, in [0, 1024)."""
     digest = hashlib.md5(default_hostname().encode()).digest()
     return int.from_bytes(digest[:4], "little") % 1024
-
-
-def _check_level(value: str) -> Optional[str]:
-    try:
-        parse_level(value)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
-def _non_negative(value: float) -> Optional[str]:
-    return "must not be negative" if value < 0 else None
-
-
-def _positive(value: float) -> Optional[str]:
-    return "must be greater than 0" if value <= 0 else None
 
 
 def _node_id(value: int) -> Optional[str]:
@@ -66,10 +49,10 @@ FLAGS: List[Flag] = [
          default_text="OS hostname"),
     Flag("broadcast-http-port", "int", 0,
          "HTTP port that will be registered with lookupd (defaults to the HTTP port that this nsqd is listening on)",
-         validate=_non_negative),
+         validate=non_negative),
     Flag("broadcast-tcp-port", "int", 0,
          "TCP port that will be registered with lookupd (defaults to the TCP port that this nsqd is listening on)",
-         validate=_non_negative),
+         validate=non_negative),
     Flag("config", "str", "", "path to config file", metavar="FILE"),
     Flag("data-path", "str", "", "path to store disk-backed messages (default: the current directory)",
          metavar="PATH"),
@@ -80,66 +63,66 @@ FLAGS: List[Flag] = [
          cfg="e2e_processing_latency_percentiles", validate=_percentiles, metavar="FLOAT"),
     Flag("e2e-processing-latency-window-time", "duration", 600.0,
          "calculate end to end latency quantiles for this duration of time "
-         "(ie: 60s would only show quantile calculations from the past 60 seconds)", validate=_positive),
+         "(ie: 60s would only show quantile calculations from the past 60 seconds)", validate=positive),
     Flag("http-address", "str", "0.0.0.0:4151", "<addr>:<port> to listen on for HTTP clients"),
-    Flag("http-client-connect-timeout", "duration", 2.0, "timeout for HTTP connect", validate=_positive),
-    Flag("http-client-request-timeout", "duration", 5.0, "timeout for HTTP request", validate=_positive),
+    Flag("http-client-connect-timeout", "duration", 2.0, "timeout for HTTP connect", validate=positive),
+    Flag("http-client-request-timeout", "duration", 5.0, "timeout for HTTP request", validate=positive),
     Flag("https-address", "str", "0.0.0.0:4152", "<addr>:<port> to listen on for HTTPS clients"),
     Flag("log-level", "str", "info", "set log verbosity: debug, info, warn, error, or fatal",
-         validate=_check_level),
+         validate=check_log_level),
     Flag("log-prefix", "str", "[nsqd] ", "log message prefix"),
     Flag("lookupd-tcp-address", "strlist", [], "lookupd TCP address (may be given multiple times)",
          cfg="nsqlookupd_tcp_addresses", metavar="ADDR"),
-    Flag("max-body-size", "int", 5242880, "maximum size of a single command body", validate=_positive),
+    Flag("max-body-size", "int", 5242880, "maximum size of a single command body", validate=positive),
     Flag("max-bytes-per-file", "int", 104857600, "number of bytes per diskqueue file before rolling",
-         validate=_positive),
+         validate=positive),
     Flag("max-channel-consumers", "int", 0,
          "maximum channel consumer connection count per nsqd instance (0 means unlimited)",
-         validate=_non_negative),
+         validate=non_negative),
     Flag("max-deflate-level", "int", 6,
          "max deflate compression level a client can negotiate (> values == > nsqd CPU usage)",
          validate=_deflate_level),
     Flag("max-heartbeat-interval", "duration", 60.0,
-         "maximum client configurable duration of time between client heartbeats", validate=_positive),
-    Flag("max-msg-size", "int", 1048576, "maximum size of a single message in bytes", validate=_positive),
+         "maximum client configurable duration of time between client heartbeats", validate=positive),
+    Flag("max-msg-size", "int", 1048576, "maximum size of a single message in bytes", validate=positive),
     Flag("max-msg-timeout", "duration", 900.0, "maximum duration before a message will timeout",
-         validate=_positive),
+         validate=positive),
     Flag("max-output-buffer-size", "int", 65536,
-         "maximum client configurable size (in bytes) for a client output buffer", validate=_positive),
+         "maximum client configurable size (in bytes) for a client output buffer", validate=positive),
     Flag("max-output-buffer-timeout", "duration", 30.0,
-         "maximum client configurable duration of time between flushing to a client", validate=_positive),
-    Flag("max-rdy-count", "int", 2500, "maximum RDY count for a client", validate=_positive),
+         "maximum client configurable duration of time between flushing to a client", validate=positive),
+    Flag("max-rdy-count", "int", 2500, "maximum RDY count for a client", validate=positive),
     Flag("max-req-timeout", "duration", 3600.0, "maximum requeuing timeout for a message",
-         validate=_non_negative),
+         validate=non_negative),
     Flag("mem-queue-size", "int", 10000, "number of messages to keep in memory (per topic/channel)",
-         validate=_non_negative),
+         validate=non_negative),
     Flag("min-output-buffer-timeout", "duration", 0.025,
          "minimum client configurable duration of time between flushing to a client",
-         validate=_non_negative),
+         validate=non_negative),
     Flag("msg-timeout", "duration", 60.0, "default duration to wait before auto-requeing a message",
-         validate=_positive),
+         validate=positive),
     Flag("node-id", "int", _hostname_node_id(),
          "unique part for message IDs, (int) in range [0,1024) (default is hash of hostname)",
          validate=_node_id, default_text="hash of hostname"),
     Flag("output-buffer-timeout", "duration", 0.25,
-         "default duration of time between flushing data to clients", validate=_non_negative),
+         "default duration of time between flushing data to clients", validate=non_negative),
     Flag("queue-scan-selection-count", "int", 20,
          "accepted for compatibility: nsq-sync scans every channel with its own timer thread",
-         validate=_positive),
+         validate=positive),
     Flag("queue-scan-worker-pool-max", "int", 4,
          "accepted for compatibility: nsq-sync scans every channel with its own timer thread",
-         validate=_positive),
+         validate=positive),
     Flag("snappy", "bool", True, "enable snappy feature negotiation (client compression)"),
     Flag("statsd-address", "str", "", "UDP <addr>:<port> of a statsd daemon for pushing stats"),
     Flag("statsd-exclude-ephemeral", "bool", False,
          "Skip ephemeral topics and channels when sending stats to statsd"),
-    Flag("statsd-interval", "duration", 60.0, "duration between pushing to statsd", validate=_positive),
+    Flag("statsd-interval", "duration", 60.0, "duration between pushing to statsd", validate=positive),
     Flag("statsd-mem-stats", "bool", True, "toggle sending memory and GC stats to statsd"),
     Flag("statsd-prefix", "str", "nsq.%s", "prefix used for keys sent to statsd (%s for host replacement)"),
     Flag("statsd-udp-packet-size", "int", 508, "the size in bytes of statsd UDP packets",
-         validate=_positive),
-    Flag("sync-every", "int", 2500, "number of messages per diskqueue fsync", validate=_positive),
-    Flag("sync-timeout", "duration", 2.0, "duration of time per diskqueue fsync", validate=_positive),
+         validate=positive),
+    Flag("sync-every", "int", 2500, "number of messages per diskqueue fsync", validate=positive),
+    Flag("sync-timeout", "duration", 2.0, "duration of time per diskqueue fsync", validate=positive),
     Flag("tcp-address", "str", "0.0.0.0:4150", "<addr>:<port> to listen on for TCP clients"),
     Flag("tls-cert", "str", "", "path to certificate file", metavar="FILE"),
     Flag("tls-client-auth-policy", "str", "", "client certificate auth policy ('require' or 'require-verify')",

@@ -10,18 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from nsqd_sync.flags import Flag, FlagError, default_hostname
+from nsqd_sync.flags import Flag, FlagError, default_hostname, check_log_level, non_negative
 from nsqd_sync.logs import parse_level
 
 _HOST = default_hostname()
-
-
-def _check_level(value: str) -> Optional[str]:
-    try:
-        parse_level(value)
-    except ValueError as e:
-        return str(e)
-    return None
 
 
 def _check_address(value: str) -> Optional[str]:
@@ -30,10 +22,6 @@ def _check_address(value: str) -> Optional[str]:
     except ValueError as e:
         return str(e)
     return None
-
-
-def _non_negative(value: float) -> Optional[str]:
-    return "must not be negative" if value < 0 else None
 
 
 FLAGS: List[Flag] = [
@@ -45,9 +33,9 @@ FLAGS: List[Flag] = [
          "<addr>:<port> to listen on for HTTP clients", validate=_check_address, metavar="ADDR"),
     Flag("inactive-producer-timeout", "duration", 300.0,
          "how long a producer stays in the active list after its last ping",
-         validate=_non_negative),
+         validate=non_negative),
     Flag("log-level", "str", "info",
-         "log verbosity: debug, info, warn, error, or fatal", validate=_check_level,
+         "log verbosity: debug, info, warn, error, or fatal", validate=check_log_level,
          default_text="INFO", metavar="LEVEL"),
     Flag("log-prefix", "str", "[nsqlookupd] ", "prefix of every log line",
          default_text='"[nsqlookupd] "', metavar="TEXT"),
@@ -55,7 +43,7 @@ FLAGS: List[Flag] = [
          "<addr>:<port> to listen on for TCP clients", validate=_check_address, metavar="ADDR"),
     Flag("tombstone-lifetime", "duration", 45.0,
          "how long a tombstoned producer stays tombstoned while its registration remains",
-         validate=_non_negative),
+         validate=non_negative),
     Flag("verbose", "bool", False, "has no effect, use --log-level",
          deprecated="--verbose is deprecated and has no effect, use --log-level"),
     Flag("version", "bool", False, "print the version string and exit"),
@@ -114,7 +102,7 @@ class Options:
             if problem:
                 raise FlagError("invalid value %r for --%s: %s"
                                 % (getattr(self, name), name.replace("_", "-"), problem))
-        problem = _check_level(self.log_level)
+        problem = check_log_level(self.log_level)
         if problem:
             raise FlagError("invalid value %r for --log-level: %s" % (self.log_level, problem))
 
