@@ -61,10 +61,15 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """Format seconds the way Go prints a time.Duration (`1m0s`, `250ms`, `2.5ms`, `1.5µs`)."""
-    ns = int(round(abs(seconds) * 1e9))
+    return format_duration_ns(int(round(seconds * 1e9)))
+
+
+def format_duration_ns(ns: int) -> str:
+    """Go's time.Duration.String() of an integer nanosecond count."""
     if ns == 0:
         return "0s"
-    sign = "-" if seconds < 0 else ""
+    sign = "-" if ns < 0 else ""
+    ns = abs(int(ns))
     if ns < 1000:
         return "%s%dns" % (sign, ns)
     if ns < 1_000_000:

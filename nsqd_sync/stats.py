@@ -26,6 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional
 
 from . import NSQ_VERSION, __version__, e2e
+from .flags import format_duration_ns
 
 if TYPE_CHECKING:  # pragma: no cover
     from .channel import Channel
@@ -243,32 +244,7 @@ def memory_stats() -> Dict[str, int]:
 
 # ---------------------------------------------------------------- text view
 
-def go_duration(ns: int) -> str:
-    """A duration written as Go's time.Duration.String() does: 1h2m3.5s, 250ms, 0s."""
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    u = abs(int(ns))
-
-    def frac(v: int, digits: int) -> str:
-        whole, rest = divmod(v, 10 ** digits)
-        tail = ("%0*d" % (digits, rest)).rstrip("0")
-        return "%d.%s" % (whole, tail) if tail else "%d" % whole
-
-    if u < 1000:
-        return "%s%dns" % (sign, u)
-    if u < 1000_000:
-        return sign + frac(u, 3) + "\u00b5s"
-    if u < 1000_000_000:
-        return sign + frac(u, 6) + "ms"
-    hours, rest = divmod(u, 3600 * 10 ** 9)
-    minutes, rest = divmod(rest, 60 * 10 ** 9)
-    out = sign
-    if hours:
-        out += "%dh%dm" % (hours, minutes)
-    elif minutes:
-        out += "%dm" % minutes
-    return out + frac(rest, 9) + "s"
+go_duration = format_duration_ns  # Go's time.Duration.String() of nanoseconds
 
 
 def rfc3339(ts: float) -> str:

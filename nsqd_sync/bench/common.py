@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, TextIO, Tuple
 
 from .. import __version__, wire
+from ..flags import format_duration_ns
 
 RECV_BUFFER = 1 << 20  # bytes per recv for readers (>= 64 KB)
 SOCKET_BUFFER = 4 << 20  # SO_RCVBUF / SO_SNDBUF asked of the kernel
@@ -36,40 +37,7 @@ class BenchError(Exception):
 
 # ---------------------------------------------------------------- Go formatting
 
-def _frac(value: int, digits: int) -> Tuple[int, str]:
-    """Split value into (integer part, '.fraction' trimmed) with `digits` decimals."""
-    scale = 10 ** digits
-    whole, rest = divmod(value, scale)
-    if rest == 0:
-        return whole, ""
-    text = ("%0*d" % (digits, rest)).rstrip("0")
-    return whole, "." + text
-
-
-def go_duration(ns: int) -> str:
-    """Go's time.Duration.String() of an integer nanosecond count."""
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    u = abs(ns)
-    if u < 1_000_000_000:
-        if u < 1000:
-            return "%s%dns" % (sign, u)
-        if u < 1_000_000:
-            whole, frac = _frac(u, 3)
-            return "%s%d%s\u00b5s" % (sign, whole, frac)
-        whole, frac = _frac(u, 6)
-        return "%s%d%sms" % (sign, whole, frac)
-    secs_ns = u % 60_000_000_000
-    total_min = u // 60_000_000_000
-    whole, frac = _frac(secs_ns, 9)
-    out = "%d%ss" % (whole, frac)
-    if total_min:
-        hours, minutes = divmod(total_min, 60)
-        out = "%dm" % minutes + out
-        if hours:
-            out = "%dh" % hours + out
-    return sign + out
+go_duration = format_duration_ns  # Go's time.Duration.String() of nanoseconds
 
 
 def _go_float(value: float) -> str:
