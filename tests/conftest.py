@@ -3,9 +3,11 @@
 * `nsqd_factory(*args, data_path=None)` starts an nsqd subprocess with extra
   command-line args; `nsqd` is one default node.  Both are stopped with
   SIGTERM at teardown (and the test fails if a node does not exit).
+* `nsqd_on_data_dir(*args)` starts nsqd nodes that all share one data dir
+  (`.data_path`), for restart tests.
 * `shared_nsqd` is one default node for a whole test module; tests that use
   it must use their own topic names (the `topic` fixture makes one).
-* `conns(node_or_port, ...)` opens a `ProtoConn` (a `tests.helpers.RawConn`
+* `conns(node_or_port, ...)` opens a `ProtoConn` (a `tests.helpers.CommandConn`
   with a few protocol helpers); all are closed at teardown.
 
 Every wait is bounded: frames are read with socket timeouts and the
@@ -14,6 +16,7 @@ Every wait is bounded: frames are read with socket timeouts and the
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import struct
@@ -24,7 +27,7 @@ from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tup
 import pytest
 
 from nsqd_sync import wire
-from tests.helpers import NodeProcess, RawConn
+from tests.helpers import CommandConn, NodeProcess
 
 ALIVE_TOPIC = "nsq_sync_alive_check"
 
@@ -36,7 +39,7 @@ class Msg(NamedTuple):
     body: bytes
 
 
-class ProtoConn(RawConn):
+class ProtoConn(CommandConn):
     """A raw V2 connection with helpers that assert NSQ's answers."""
 
     # ------------------------------------------------------------ reading
@@ -132,17 +135,7 @@ class ProtoConn(RawConn):
         assert ft == wire.FRAME_TYPE_RESPONSE, (ft, data)
         return json.loads(data)
 
-    def pub(self, topic: str, body: bytes) -> None:
-        self.send("PUB " + topic, body)
-        self.expect_ok()
-
-    def mpub(self, topic: str, bodies: Sequence[bytes]) -> None:
-        self.send("MPUB " + topic, wire.mpub_body(list(bodies)))
-        self.expect_ok()
-
-    def dpub(self, topic: str, delay_ms: int, body: bytes) -> None:
-        self.send("DPUB %s %d" % (topic, delay_ms), body)
-        self.expect_ok()
+    # pub, mpub and dpub come from CommandConn (they call expect_ok above)
 
     def sub(self, topic: str, channel: str, rdy: Optional[int] = None) -> None:
         self.send("SUB %s %s" % (topic, channel))
@@ -192,6 +185,30 @@ def nsqd_factory(tmp_path_factory) -> Iterator[Callable[..., NodeProcess]]:
 
     try:
         yield start
+    finally:
+        _stop_all(nodes)
+
+
+@pytest.fixture
+def nsqd_on_data_dir(tmp_path) -> Iterator[Callable[..., NodeProcess]]:
+    """start(*args, data_path=default dir) -> a running nsqd; all stopped at teardown.
+
+    Unlike `nsqd_factory`, every node gets the same default data dir
+    (`nsqd_on_data_dir.data_path`), so starting again restarts on what the
+    previous node left.
+    """
+    nodes: List[NodeProcess] = []
+    default_dir = str(tmp_path / "data")
+    os.makedirs(default_dir, exist_ok=True)
+
+    def _start(*args: str, data_path: Optional[str] = None) -> NodeProcess:
+        node = NodeProcess("nsqd", data_path=data_path or default_dir, args=list(args))
+        nodes.append(node)
+        return node
+
+    _start.data_path = default_dir  # type: ignore[attr-defined]
+    try:
+        yield _start
     finally:
         _stop_all(nodes)
 

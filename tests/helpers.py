@@ -216,3 +216,60 @@ class RawConn:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class CommandConn(RawConn):
+    """A RawConn with the publish/subscribe commands most tests need; each expects `OK`."""
+
+    def expect_ok(self) -> None:
+        ft, data = self.frame_skip_heartbeats()
+        assert (ft, data) == (wire.FRAME_TYPE_RESPONSE, wire.OK), (ft, data)
+
+    def pub(self, topic: str, body: bytes) -> None:
+        self.send("PUB " + topic, body)
+        self.expect_ok()
+
+    def mpub(self, topic: str, bodies: Sequence[bytes]) -> None:
+        self.send("MPUB " + topic, wire.mpub_body(list(bodies)))
+        self.expect_ok()
+
+    def dpub(self, topic: str, delay_ms: int, body: bytes) -> None:
+        self.send("DPUB %s %d" % (topic, delay_ms), body)
+        self.expect_ok()
+
+    def sub(self, topic: str, channel: str) -> None:
+        self.send("SUB %s %s" % (topic, channel))
+        self.expect_ok()
+
+
+def consume_all(port: int, topic: str, channel: str, at_least: int, quiet: float = 0.5,
+                timeout: float = 20.0) -> List[bytes]:
+    """Bodies received (and FIN'd) until at_least arrived and then nothing for `quiet` s."""
+    conn = CommandConn(port, timeout=timeout)
+    try:
+        conn.sub(topic, channel)
+        conn.send("RDY 2500")
+        got: List[bytes] = []
+        deadline = time.monotonic() + timeout
+        fins: List[bytes] = []
+        while True:
+            if fins and not conn.buf:
+                conn.send_raw(b"".join(fins))
+                fins = []
+            wait = quiet if len(got) >= at_least else deadline - time.monotonic()
+            assert wait > 0, "got %d of at least %d messages" % (len(got), at_least)
+            conn.sock.settimeout(wait)
+            try:
+                ft, data = conn.frame()
+            except socket.timeout:
+                if len(got) >= at_least:
+                    return got
+                raise AssertionError("got %d of at least %d messages" % (len(got), at_least)) from None
+            if ft == wire.FRAME_TYPE_MESSAGE:
+                _ts, _att, mid, body = wire.decode_message(data)
+                got.append(body)
+                fins.append(b"FIN " + mid + b"\n")
+            else:
+                assert (ft, data) == (wire.FRAME_TYPE_RESPONSE, wire.HEARTBEAT), (ft, data)
+    finally:
+        conn.close()

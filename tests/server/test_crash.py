@@ -14,68 +14,14 @@ from __future__ import annotations
 import collections
 import json
 import os
-import socket
 import threading
-import time
-from typing import Callable, Iterator, List, Optional, Sequence, Set
+from typing import List, Optional, Sequence, Set
 
 import pytest
 
-from nsqd_sync import wire
-from tests.helpers import NodeProcess, RawConn, wait_for
+from tests.helpers import CommandConn, NodeProcess, consume_all, wait_for
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Conn(RawConn):
-    def expect_ok(self) -> None:
-        ft, data = self.frame_skip_heartbeats()
-        assert (ft, data) == (wire.FRAME_TYPE_RESPONSE, wire.OK), (ft, data)
-
-    def pub(self, topic: str, body: bytes) -> None:
-        self.send("PUB " + topic, body)
-        self.expect_ok()
-
-    def mpub(self, topic: str, bodies: Sequence[bytes]) -> None:
-        self.send("MPUB " + topic, wire.mpub_body(list(bodies)))
-        self.expect_ok()
-
-    def sub(self, topic: str, channel: str) -> None:
-        self.send("SUB %s %s" % (topic, channel))
-        self.expect_ok()
-
-
-def consume_all(port: int, topic: str, channel: str, at_least: int, quiet: float = 0.5,
-                timeout: float = 20.0) -> List[bytes]:
-    """Bodies received (and FIN'd) until at_least arrived and then nothing for `quiet` s."""
-    conn = Conn(port, timeout=timeout)
-    try:
-        conn.sub(topic, channel)
-        conn.send("RDY 2500")
-        got: List[bytes] = []
-        deadline = time.monotonic() + timeout
-        fins: List[bytes] = []
-        while True:
-            if fins and not conn.buf:
-                conn.send_raw(b"".join(fins))
-                fins = []
-            wait = quiet if len(got) >= at_least else deadline - time.monotonic()
-            assert wait > 0, "got %d of at least %d messages" % (len(got), at_least)
-            conn.sock.settimeout(wait)
-            try:
-                ft, data = conn.frame()
-            except socket.timeout:
-                if len(got) >= at_least:
-                    return got
-                raise AssertionError("got %d of at least %d messages" % (len(got), at_least)) from None
-            if ft == wire.FRAME_TYPE_MESSAGE:
-                _ts, _att, mid, body = wire.decode_message(data)
-                got.append(body)
-                fins.append(b"FIN " + mid + b"\n")
-            else:
-                assert (ft, data) == (wire.FRAME_TYPE_RESPONSE, wire.HEARTBEAT), (ft, data)
-    finally:
-        conn.close()
 
 
 class Publisher(threading.Thread):
@@ -83,7 +29,7 @@ class Publisher(threading.Thread):
 
     def __init__(self, port: int, topic: str, tag: str, mpub_every: int = 5) -> None:
         super().__init__(name="test-publisher-%s" % topic, daemon=True)
-        self.conn = Conn(port, timeout=10)
+        self.conn = CommandConn(port, timeout=10)
         self.topic = topic
         self.tag = tag
         self.mpub_every = mpub_every
@@ -112,30 +58,6 @@ class Publisher(threading.Thread):
             self.error = e
         finally:
             self.conn.close()
-
-
-@pytest.fixture
-def start(tmp_path) -> Iterator[Callable[..., NodeProcess]]:
-    nodes: List[NodeProcess] = []
-    default_dir = str(tmp_path / "data")
-    os.makedirs(default_dir, exist_ok=True)
-
-    def _start(*args: str, data_path: Optional[str] = None) -> NodeProcess:
-        node = NodeProcess("nsqd", data_path=data_path or default_dir, args=list(args))
-        nodes.append(node)
-        return node
-
-    _start.data_path = default_dir  # type: ignore[attr-defined]
-    try:
-        yield _start
-    finally:
-        problems = []
-        for node in nodes:
-            try:
-                node.stop()
-            except AssertionError as e:
-                problems.append(str(e))
-        assert not problems, problems
 
 
 def kill9(node: NodeProcess) -> None:
@@ -172,61 +94,61 @@ def check_after_crash(node: NodeProcess, pub: Publisher, channel: str) -> None:
     assert not dups, "duplicated after restart: %r" % dups[:3]
 
 
-def test_kill9_with_sync_every_1_loses_no_acknowledged_message(start):
-    data = start.data_path
+def test_kill9_with_sync_every_1_loses_no_acknowledged_message(nsqd_on_data_dir):
+    data = nsqd_on_data_dir.data_path
     args = ("--mem-queue-size=0", "--sync-every=1")
-    node = start(*args)
-    c = Conn(node.tcp_port)
+    node = nsqd_on_data_dir(*args)
+    c = CommandConn(node.tcp_port)
     c.sub("crash-chan", "ch")
     c.close()
     pubs = publish_then_kill(node, ["crash-chan", "crash-nochan"], at_least=300)
     assert os.path.exists(os.path.join(data, "nsqd.dat"))
 
-    node = start(*args)
+    node = nsqd_on_data_dir(*args)
     check_after_crash(node, pubs[0], "ch")
     check_after_crash(node, pubs[1], "late")
     node.stop()
 
 
-def test_kill9_with_default_sync_keeps_what_was_written(start):
+def test_kill9_with_default_sync_keeps_what_was_written(nsqd_on_data_dir):
     """Not NSQ's promise (it may lose up to sync-every), but ours: the pages survive a process kill."""
-    node = start("--mem-queue-size=0")
-    c = Conn(node.tcp_port)
+    node = nsqd_on_data_dir("--mem-queue-size=0")
+    c = CommandConn(node.tcp_port)
     c.sub("lazy", "ch")
     c.close()
     [pub] = publish_then_kill(node, ["lazy"], at_least=500)
-    node = start("--mem-queue-size=0")
+    node = nsqd_on_data_dir("--mem-queue-size=0")
     check_after_crash(node, pub, "ch")
     node.stop()
 
 
-def test_kill9_with_memory_messages_restarts_cleanly(start):
+def test_kill9_with_memory_messages_restarts_cleanly(nsqd_on_data_dir):
     """Messages only in memory die with the process; the rest of the node comes back intact."""
-    node = start("--mem-queue-size=100")
-    c = Conn(node.tcp_port)
+    node = nsqd_on_data_dir("--mem-queue-size=100")
+    c = CommandConn(node.tcp_port)
     c.sub("mixed", "ch")
     c.close()
     [pub] = publish_then_kill(node, ["mixed"], at_least=1000)
-    node = start("--mem-queue-size=100")
+    node = nsqd_on_data_dir("--mem-queue-size=100")
     got = consume_all(node.tcp_port, "mixed", "ch", at_least=0)
     assert set(got) <= pub.sent
     assert len(got) == len(set(got))
     assert len(got) >= len(pub.acked) - 100 - 1, "more lost than memory held"
-    c = Conn(node.tcp_port)
+    c = CommandConn(node.tcp_port)
     c.pub("mixed", b"after")
     c.close()
     assert consume_all(node.tcp_port, "mixed", "ch", at_least=1) == [b"after"]
     node.stop()
 
 
-def test_restart_after_kill_with_half_written_tmp_files(start):
-    data = start.data_path
+def test_restart_after_kill_with_half_written_tmp_files(nsqd_on_data_dir):
+    data = nsqd_on_data_dir.data_path
     args = ("--mem-queue-size=0", "--sync-every=1")
-    node = start(*args)
-    c = Conn(node.tcp_port)
+    node = nsqd_on_data_dir(*args)
+    c = CommandConn(node.tcp_port)
     c.sub("survivor", "ch")
     c.close()
-    c = Conn(node.tcp_port)
+    c = CommandConn(node.tcp_port)
     bodies = [b"s-%03d" % i for i in range(50)]
     c.mpub("survivor", bodies)
     c.close()
@@ -242,7 +164,7 @@ def test_restart_after_kill_with_half_written_tmp_files(start):
     with open(os.path.join(data, "survivor:ch.diskqueue.meta.dat.4242.tmp"), "wb") as f:
         f.write(b"5\n0,")
 
-    node = start(*args)
+    node = nsqd_on_data_dir(*args)
     got = consume_all(node.tcp_port, "survivor", "ch", at_least=50)
     assert collections.Counter(got) == collections.Counter(bodies)
     meta = json.loads(open(os.path.join(data, "nsqd.dat"), "rb").read())

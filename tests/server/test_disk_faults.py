@@ -19,83 +19,19 @@ import collections
 import json
 import os
 import resource
-import socket
 import struct
 import subprocess
 import time
-from typing import Callable, Iterator, List, Optional
+from typing import List
 
 import pytest
 
 from nsqd_sync import wire
-from tests.helpers import NodeProcess, RawConn, command_for, http_request
+from tests.helpers import CommandConn, NodeProcess, command_for, consume_all, http_request
 
 pytestmark = pytest.mark.timeout(60)
 
 FSIZE_LIMIT = 16 * 1024
-
-
-class Conn(RawConn):
-    def expect_ok(self) -> None:
-        ft, data = self.frame_skip_heartbeats()
-        assert (ft, data) == (wire.FRAME_TYPE_RESPONSE, wire.OK), (ft, data)
-
-    def sub(self, topic: str, channel: str) -> None:
-        self.send("SUB %s %s" % (topic, channel))
-        self.expect_ok()
-
-
-def consume_all(port: int, topic: str, channel: str, at_least: int, quiet: float = 0.5,
-                timeout: float = 20.0) -> List[bytes]:
-    """Bodies received (and FIN'd) until at_least arrived and then nothing for `quiet` s."""
-    conn = Conn(port, timeout=timeout)
-    try:
-        conn.sub(topic, channel)
-        conn.send("RDY 2500")
-        got: List[bytes] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            wait = quiet if len(got) >= at_least else deadline - time.monotonic()
-            assert wait > 0, "got %d of at least %d messages" % (len(got), at_least)
-            conn.sock.settimeout(wait)
-            try:
-                ft, data = conn.frame()
-            except socket.timeout:
-                if len(got) >= at_least:
-                    return got
-                raise AssertionError("got %d of at least %d messages" % (len(got), at_least)) from None
-            if ft == wire.FRAME_TYPE_MESSAGE:
-                _ts, _att, mid, body = wire.decode_message(data)
-                got.append(body)
-                conn.send("FIN " + mid.decode())
-            else:
-                assert (ft, data) == (wire.FRAME_TYPE_RESPONSE, wire.HEARTBEAT), (ft, data)
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def start(tmp_path) -> Iterator[Callable[..., NodeProcess]]:
-    nodes: List[NodeProcess] = []
-    default_dir = str(tmp_path / "data")
-    os.makedirs(default_dir, exist_ok=True)
-
-    def _start(*args: str, data_path: Optional[str] = None) -> NodeProcess:
-        node = NodeProcess("nsqd", data_path=data_path or default_dir, args=list(args))
-        nodes.append(node)
-        return node
-
-    _start.data_path = default_dir  # type: ignore[attr-defined]
-    try:
-        yield _start
-    finally:
-        problems = []
-        for node in nodes:
-            try:
-                node.stop()
-            except AssertionError as e:
-                problems.append(str(e))
-        assert not problems, problems
 
 
 def set_fsize_limit(pid: int, limit: int) -> None:
@@ -110,7 +46,7 @@ def ping(node: NodeProcess):
 
 def pub_until_failure(port: int, topic: str, tag: bytes, acked: List[bytes], limit: int = 500) -> bytes:
     """PUB one message at a time until an error frame; returns it (the connection must close)."""
-    conn = Conn(port)
+    conn = CommandConn(port)
     try:
         for i in range(limit):
             body = tag + b"-%04d-" % i + b"p" * 500
@@ -126,14 +62,14 @@ def pub_until_failure(port: int, topic: str, tag: bytes, acked: List[bytes], lim
         conn.close()
 
 
-def test_disk_full_fails_the_publisher_and_the_node_recovers(start):
-    node = start("--mem-queue-size=0")
-    c = Conn(node.tcp_port)
+def test_disk_full_fails_the_publisher_and_the_node_recovers(nsqd_on_data_dir):
+    node = nsqd_on_data_dir("--mem-queue-size=0")
+    c = CommandConn(node.tcp_port)
     c.sub("full", "ch")
     c.close()
     assert ping(node) == (200, b"OK")
     acked: List[bytes] = []
-    conn = Conn(node.tcp_port)
+    conn = CommandConn(node.tcp_port)
     for i in range(5):
         body = b"before-%d" % i
         conn.send("PUB full", body)
@@ -149,7 +85,7 @@ def test_disk_full_fails_the_publisher_and_the_node_recovers(start):
     assert len(body) > len(b"NOK - ")
 
     # MPUB and HTTP /pub fail the same way while the disk is full
-    conn = Conn(node.tcp_port)
+    conn = CommandConn(node.tcp_port)
     failed = [b"mpub-failed-%d" % i for i in range(20)]
     conn.send("MPUB full", wire.mpub_body(failed))
     ft, data = conn.frame_skip_heartbeats()
@@ -163,7 +99,7 @@ def test_disk_full_fails_the_publisher_and_the_node_recovers(start):
 
     # room again: the next write succeeds and the node is healthy
     set_fsize_limit(node.proc.pid, resource.RLIM_INFINITY)
-    conn = Conn(node.tcp_port)
+    conn = CommandConn(node.tcp_port)
     for i in range(5):
         body = b"after-%d" % i
         conn.send("PUB full", body)
@@ -180,19 +116,19 @@ def test_disk_full_fails_the_publisher_and_the_node_recovers(start):
     assert collections.Counter(got) == collections.Counter(acked), \
         "lost: %r, unexpected: %r" % (sorted(set(acked) - set(got))[:3], sorted(set(got) - set(acked))[:3])
     # and the failed writes left no torn record behind across a restart
-    c = Conn(node.tcp_port)
+    c = CommandConn(node.tcp_port)
     c.send("PUB full", b"kept-over-restart")
     c.expect_ok()
     c.close()
     assert node.stop() == 0
-    node = start("--mem-queue-size=0")
+    node = nsqd_on_data_dir("--mem-queue-size=0")
     assert consume_all(node.tcp_port, "full", "ch", at_least=1) == [b"kept-over-restart"]
     assert ping(node) == (200, b"OK")
 
 
-def test_disk_full_on_a_topic_without_channels(start):
+def test_disk_full_on_a_topic_without_channels(nsqd_on_data_dir):
     """The topic's own diskqueue fails the same way and recovers."""
-    node = start("--mem-queue-size=0")
+    node = nsqd_on_data_dir("--mem-queue-size=0")
     set_fsize_limit(node.proc.pid, FSIZE_LIMIT)
     acked: List[bytes] = []
     error = pub_until_failure(node.tcp_port, "full-topic", b"t", acked)
@@ -200,7 +136,7 @@ def test_disk_full_on_a_topic_without_channels(start):
     assert acked, "some messages fit under the limit"
     assert ping(node)[0] == 500
     set_fsize_limit(node.proc.pid, resource.RLIM_INFINITY)
-    conn = Conn(node.tcp_port)
+    conn = CommandConn(node.tcp_port)
     conn.send("PUB full-topic", b"recovered")
     conn.expect_ok()
     conn.close()
@@ -210,10 +146,10 @@ def test_disk_full_on_a_topic_without_channels(start):
     assert collections.Counter(got) == collections.Counter(acked)
 
 
-def test_second_nsqd_on_the_same_data_dir_exits(start):
-    data = start.data_path
-    first = start()
-    c = Conn(first.tcp_port)
+def test_second_nsqd_on_the_same_data_dir_exits(nsqd_on_data_dir):
+    data = nsqd_on_data_dir.data_path
+    first = nsqd_on_data_dir()
+    c = CommandConn(first.tcp_port)
     c.sub("owned", "ch")
     c.close()
     before = open(os.path.join(data, "nsqd.dat"), "rb").read()
@@ -228,7 +164,7 @@ def test_second_nsqd_on_the_same_data_dir_exits(start):
     # the first node is untouched
     assert ping(first) == (200, b"OK")
     assert open(os.path.join(data, "nsqd.dat"), "rb").read() == before
-    c = Conn(first.tcp_port)
+    c = CommandConn(first.tcp_port)
     c.send("PUB owned", b"still mine")
     c.expect_ok()
     c.close()
@@ -239,9 +175,9 @@ def _record(i: int, body: bytes) -> bytes:
     return struct.pack(">qH", time.time_ns(), 0) + b"%016x" % (0x5a000 + i) + body
 
 
-def test_corrupt_diskqueue_file_is_set_aside(start):
+def test_corrupt_diskqueue_file_is_set_aside(nsqd_on_data_dir):
     """A data file with an impossible record length is renamed .bad; the next file is served."""
-    data = start.data_path
+    data = nsqd_on_data_dir.data_path
     with open(os.path.join(data, "nsqd.dat"), "w") as f:
         json.dump({"topics": [{"name": "rot", "paused": False,
                                "channels": [{"name": "ch", "paused": False}]}], "version": "1.3.0"}, f)
@@ -256,11 +192,11 @@ def test_corrupt_diskqueue_file_is_set_aside(start):
     with open(os.path.join(data, "%s.diskqueue.meta.dat" % name), "w") as f:
         f.write("13\n0,0\n1,%d\n" % len(good_blob))
 
-    node = start()
+    node = nsqd_on_data_dir()
     got = consume_all(node.tcp_port, "rot", "ch", at_least=10)
     assert sorted(got) == sorted(b"good-%d" % i for i in range(10))
     assert os.path.exists(os.path.join(data, "%s.diskqueue.000000.dat.bad" % name)), os.listdir(data)
-    c = Conn(node.tcp_port)
+    c = CommandConn(node.tcp_port)
     c.send("PUB rot", b"fresh")
     c.expect_ok()
     c.close()

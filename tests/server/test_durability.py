@@ -27,12 +27,12 @@ import signal
 import socket
 import struct
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
 from nsqd_sync import wire
-from tests.helpers import NodeProcess, RawConn, http_request, wait_for
+from tests.helpers import CommandConn, NodeProcess, http_request, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,28 +42,8 @@ LONG_DELAY_MS = 600_000  # 10 minutes: never due during a test
 # ---------------------------------------------------------------- helpers
 
 
-class Conn(RawConn):
-    """A raw V2 connection with the few commands these tests need."""
-
-    def expect_ok(self) -> None:
-        ft, data = self.frame_skip_heartbeats()
-        assert (ft, data) == (wire.FRAME_TYPE_RESPONSE, wire.OK), (ft, data)
-
-    def pub(self, topic: str, body: bytes) -> None:
-        self.send("PUB " + topic, body)
-        self.expect_ok()
-
-    def mpub(self, topic: str, bodies: Sequence[bytes]) -> None:
-        self.send("MPUB " + topic, wire.mpub_body(list(bodies)))
-        self.expect_ok()
-
-    def dpub(self, topic: str, delay_ms: int, body: bytes) -> None:
-        self.send("DPUB %s %d" % (topic, delay_ms), body)
-        self.expect_ok()
-
-    def sub(self, topic: str, channel: str) -> None:
-        self.send("SUB %s %s" % (topic, channel))
-        self.expect_ok()
+class Conn(CommandConn):
+    """A raw V2 connection with the few commands these tests need (PUB, MPUB, DPUB, SUB and sync)."""
 
     def sync(self) -> None:
         """Wait until every command sent so far has run (commands run in order).
@@ -253,34 +233,6 @@ def layout_write_queue(data_path: str, name: str, records: Sequence[bytes]) -> N
         f.write("%d\n0,0\n0,%d\n" % (len(records), len(blob)))
 
 
-# ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def start(tmp_path) -> Iterator[Callable[..., NodeProcess]]:
-    """start(*args, data_path=default dir) -> a running nsqd; all stopped at teardown."""
-    nodes: List[NodeProcess] = []
-    default_dir = str(tmp_path / "data")
-    os.makedirs(default_dir, exist_ok=True)
-
-    def _start(*args: str, data_path: Optional[str] = None) -> NodeProcess:
-        node = NodeProcess("nsqd", data_path=data_path or default_dir, args=list(args))
-        nodes.append(node)
-        return node
-
-    _start.data_path = default_dir  # type: ignore[attr-defined]
-    try:
-        yield _start
-    finally:
-        problems = []
-        for node in nodes:
-            try:
-                node.stop()
-            except AssertionError as e:
-                problems.append(str(e))
-        assert not problems, problems
-
-
 def sigterm(node: NodeProcess) -> None:
     """Clean shutdown; it must exit 0 and say goodbye."""
     rc = node.stop()
@@ -290,10 +242,10 @@ def sigterm(node: NodeProcess) -> None:
 # ---------------------------------------------------------------- tests
 
 
-def test_sigterm_restart_keeps_every_queued_message(start):
+def test_sigterm_restart_keeps_every_queued_message(nsqd_on_data_dir):
     """5000 messages, mem-queue-size 100, two idle channels: all come back, each once."""
-    data = start.data_path
-    node = start("--mem-queue-size=100")
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir("--mem-queue-size=100")
     for ch in ("c1", "c2"):
         c = Conn(node.tcp_port)
         c.sub("durable", ch)
@@ -313,7 +265,7 @@ def test_sigterm_restart_keeps_every_queued_message(start):
         depth, records = layout_read_queue(data, "durable:" + ch)
         assert depth == len(records) == 5000
 
-    node = start("--mem-queue-size=100")
+    node = nsqd_on_data_dir("--mem-queue-size=100")
     want = collections.Counter(bodies)
     for ch in ("c1", "c2"):
         got = consume(node.tcp_port, "durable", ch, 5000)
@@ -322,10 +274,10 @@ def test_sigterm_restart_keeps_every_queued_message(start):
     sigterm(node)
 
 
-def test_in_flight_and_deferred_come_back_at_once(start):
+def test_in_flight_and_deferred_come_back_at_once(nsqd_on_data_dir):
     """Received-not-FIN'd, REQ'd with a delay and DPUB'd messages all survive SIGTERM."""
-    data = start.data_path
-    node = start("--mem-queue-size=50")
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir("--mem-queue-size=50")
     sub = Conn(node.tcp_port)
     sub.sub("later", "ch")
     pub = Conn(node.tcp_port)
@@ -350,7 +302,7 @@ def test_in_flight_and_deferred_come_back_at_once(start):
     sub.close()
     assert layout_read_queue(data, "later:ch")[0] == 305  # all of them flushed to the channel's queue
 
-    node = start("--mem-queue-size=50")
+    node = nsqd_on_data_dir("--mem-queue-size=50")
     t0 = time.monotonic()
     got = consume(node.tcp_port, "later", "ch", 305, timeout=10.0)
     assert time.monotonic() - t0 < 8.0, "deferred messages were not available at once"
@@ -371,10 +323,10 @@ def test_in_flight_and_deferred_come_back_at_once(start):
     sigterm(node)
 
 
-def test_topic_without_channel_keeps_its_messages(start):
+def test_topic_without_channel_keeps_its_messages(nsqd_on_data_dir):
     """Messages (and a DPUB) published before any channel exists survive a restart."""
-    data = start.data_path
-    node = start("--mem-queue-size=20")
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir("--mem-queue-size=20")
     conn = Conn(node.tcp_port)
     bodies = bodies_for("early", 500)
     publish(conn, "nochan", bodies)
@@ -386,15 +338,15 @@ def test_topic_without_channel_keeps_its_messages(start):
     assert metadata_names(read_metadata(data)) == {"nochan": {None: False}}
     assert layout_read_queue(data, "nochan")[0] == 501
 
-    node = start("--mem-queue-size=20")
+    node = nsqd_on_data_dir("--mem-queue-size=20")
     got = consume(node.tcp_port, "nochan", "late", 501, timeout=10.0)
     assert bodies_of(got) == collections.Counter(bodies + [b"deferred-before-any-channel"])
     sigterm(node)
 
 
-def test_mem_queue_size_zero_sends_everything_through_disk(start):
-    data = start.data_path
-    node = start("--mem-queue-size=0")
+def test_mem_queue_size_zero_sends_everything_through_disk(nsqd_on_data_dir):
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir("--mem-queue-size=0")
     c = Conn(node.tcp_port)
     c.sub("alldisk", "ch")
     c.close()
@@ -420,7 +372,7 @@ def test_mem_queue_size_zero_sends_everything_through_disk(start):
     conn.mpub("alldisk", more)
     conn.close()
     sigterm(node)
-    node = start("--mem-queue-size=0")
+    node = nsqd_on_data_dir("--mem-queue-size=0")
     assert bodies_of(consume(node.tcp_port, "alldisk", "ch", 100)) == collections.Counter(more)
     got = consume(node.tcp_port, "alldisk-nochan", "ch", 1)
     assert got == [(1, b"to the topic's own queue")]
@@ -446,9 +398,9 @@ def _has_shape_topics(data: str) -> bool:
     return names == {"shape-a": {None: False}, "shape-b": {None: False, "one": False, "two": False}}
 
 
-def test_mem_queue_size_zero_goes_through_disk_with_a_waiting_consumer(start):
-    data = start.data_path
-    node = start("--mem-queue-size=0")
+def test_mem_queue_size_zero_goes_through_disk_with_a_waiting_consumer(nsqd_on_data_dir):
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir("--mem-queue-size=0")
     sub = Conn(node.tcp_port)
     sub.sub("handoff", "ch")
     sub.send("RDY 5")
@@ -465,10 +417,10 @@ def test_mem_queue_size_zero_goes_through_disk_with_a_waiting_consumer(start):
     sigterm(node)
 
 
-def test_nsqd_dat_has_nsq_shape(start):
+def test_nsqd_dat_has_nsq_shape(nsqd_on_data_dir):
     """{"topics":[{"name","paused","channels":[{"name","paused"}]}],"version":"1.3.0"}, written on create."""
-    data = start.data_path
-    node = start()
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir()
     _make_shape_topics(node)
     wait_for(lambda: _has_shape_topics(data), timeout=5,
              message="nsqd.dat listing the new topics and channels")
@@ -492,15 +444,15 @@ def test_nsqd_dat_has_nsq_shape(start):
     assert not [fn for fn in os.listdir(data) if fn.endswith(".tmp")]
 
 
-def test_nsqd_dat_bytes_match_nsqd_1_3_0(start):
+def test_nsqd_dat_bytes_match_nsqd_1_3_0(nsqd_on_data_dir):
     """Byte for byte as nsqd 1.3.0 (checked against the real binary), but for topic/channel order.
 
     nsqd 1.3.0 marshals Go structs: {"topics":[{"name":"a","paused":false,
     "channels":null},{"name":"c","paused":false,"channels":[{"name":"one",
     "paused":false}]}],"version":"1.3.0"}.
     """
-    data = start.data_path
-    node = start()
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir()
     _make_shape_topics(node)
     wait_for(lambda: _has_shape_topics(data), timeout=5, message="nsqd.dat with the new topics")
     sigterm(node)
@@ -517,10 +469,10 @@ def test_nsqd_dat_bytes_match_nsqd_1_3_0(start):
     assert raw.startswith(b'{"topics":[{"name":"shape-') and raw.endswith(b'],"version":"1.3.0"}')
 
 
-def test_ephemeral_topics_and_channels_leave_no_trace(start):
+def test_ephemeral_topics_and_channels_leave_no_trace(nsqd_on_data_dir):
     """Ephemeral topics and channels: never in nsqd.dat, no files, overflow dropped."""
-    data = start.data_path
-    node = start("--mem-queue-size=10")
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir("--mem-queue-size=10")
     sub_eph_topic = Conn(node.tcp_port)
     sub_eph_topic.sub("gone#ephemeral", "ch#ephemeral")
     sub_eph_chan = Conn(node.tcp_port)
@@ -547,17 +499,17 @@ def test_ephemeral_topics_and_channels_leave_no_trace(start):
     sub_eph_chan.close()
     no_ephemeral_anywhere()
 
-    node = start("--mem-queue-size=10")
+    node = nsqd_on_data_dir("--mem-queue-size=10")
     got = consume(node.tcp_port, "kept", "durable", 100)
     assert bodies_of(got) == collections.Counter(bodies_for("k", 100))
     sigterm(node)
     no_ephemeral_anywhere()
 
 
-def test_normal_channel_of_ephemeral_topic_is_not_in_metadata(start):
+def test_normal_channel_of_ephemeral_topic_is_not_in_metadata(nsqd_on_data_dir):
     """As nsqd 1.3.0: such a channel has a diskqueue (`t#ephemeral:ch`) but nsqd.dat never lists it."""
-    data = start.data_path
-    node = start("--mem-queue-size=10")
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir("--mem-queue-size=10")
     sub = Conn(node.tcp_port)
     sub.sub("brief#ephemeral", "ch")
     conn = Conn(node.tcp_port)
@@ -576,12 +528,12 @@ def _paused_metadata(topic_paused: bool, chan_paused: bool, other_paused: bool) 
         "version": "1.3.0"}
 
 
-def test_paused_state_is_loaded_and_kept(start):
+def test_paused_state_is_loaded_and_kept(nsqd_on_data_dir):
     """A paused channel in nsqd.dat comes back paused (delivers nothing) and stays so in nsqd.dat."""
-    data = start.data_path
+    data = nsqd_on_data_dir.data_path
     with open(os.path.join(data, "nsqd.dat"), "w") as f:
         json.dump(_paused_metadata(False, True, False), f)
-    node = start()
+    node = nsqd_on_data_dir()
     wait_loaded(node, "pz", ["held", "free"])
     conn = Conn(node.tcp_port)
     conn.mpub("pz", [b"a", b"b", b"c"])
@@ -599,11 +551,11 @@ def test_paused_state_is_loaded_and_kept(start):
     assert layout_read_queue(data, "pz:held")[0] == 3
 
 
-def test_paused_topic_is_loaded_and_kept(start):
-    data = start.data_path
+def test_paused_topic_is_loaded_and_kept(nsqd_on_data_dir):
+    data = nsqd_on_data_dir.data_path
     with open(os.path.join(data, "nsqd.dat"), "w") as f:
         json.dump(_paused_metadata(True, False, False), f)
-    node = start()
+    node = nsqd_on_data_dir()
     wait_loaded(node, "pz", ["held", "free"])
     conn = Conn(node.tcp_port)
     conn.mpub("pz", [b"a", b"b"])
@@ -618,9 +570,9 @@ def test_paused_topic_is_loaded_and_kept(start):
     assert layout_read_queue(data, "pz")[0] == 2
 
 
-def test_pause_over_http_survives_restart(start):
-    data = start.data_path
-    node = start()
+def test_pause_over_http_survives_restart(nsqd_on_data_dir):
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir()
     for path in ("/topic/pause?topic=x", "/channel/pause?topic=x&channel=y"):
         if not route_exists(node, path):
             pytest.skip("nsqd has no %s yet (HTTP API not built)" % path.split("?")[0])
@@ -642,7 +594,7 @@ def test_pause_over_http_survives_restart(start):
     sigterm(node)
     assert metadata_names(read_metadata(data)) == want
 
-    node = start()
+    node = nsqd_on_data_dir()
     wait_loaded(node, "tp", ["c1", "c2"])
     wait_loaded(node, "cp", ["c1"])
     conn = Conn(node.tcp_port)
@@ -666,9 +618,9 @@ def test_pause_over_http_survives_restart(start):
     assert metadata_names(read_metadata(data)) == want
 
 
-def test_delete_and_empty_remove_diskqueue_files(start):
-    data = start.data_path
-    node = start("--mem-queue-size=0")
+def test_delete_and_empty_remove_diskqueue_files(nsqd_on_data_dir):
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir("--mem-queue-size=0")
     for path in ("/topic/delete?topic=x", "/topic/empty?topic=x",
                  "/channel/delete?topic=x&channel=y", "/channel/empty?topic=x&channel=y"):
         if not route_exists(node, path):
@@ -716,10 +668,10 @@ def test_delete_and_empty_remove_diskqueue_files(start):
         "ct": {None: False, "b": False}, "et": {None: False, "new": False}}
 
 
-def test_files_left_by_our_node_are_nsq_layout(start):
+def test_files_left_by_our_node_are_nsq_layout(nsqd_on_data_dir):
     """After SIGTERM the queues parse with a reader of NSQ's layout; attempts are NSQ's count so far."""
-    data = start.data_path
-    node = start("--mem-queue-size=10", "--max-bytes-per-file=4096")
+    data = nsqd_on_data_dir.data_path
+    node = nsqd_on_data_dir("--mem-queue-size=10", "--max-bytes-per-file=4096")
     sub = Conn(node.tcp_port)
     sub.sub("layout", "ch")
     conn = Conn(node.tcp_port)
@@ -746,7 +698,7 @@ def test_files_left_by_our_node_are_nsq_layout(start):
         assert (mid, body) in {(d[2], d[3]) for d in decoded}
 
 
-def test_nsq_layout_data_dir_is_served(start, tmp_path):
+def test_nsq_layout_data_dir_is_served(nsqd_on_data_dir, tmp_path):
     """A data dir laid out as nsqd 1.3.0 writes it (nsqd.dat + diskqueues) is loaded and delivered."""
     data = str(tmp_path / "nsq-made")
     os.makedirs(data)
@@ -761,7 +713,7 @@ def test_nsq_layout_data_dir_is_served(start, tmp_path):
     layout_write_queue(data, "made:ch", chan_records)
     layout_write_queue(data, "made", topic_records)
 
-    node = start(data_path=data)
+    node = nsqd_on_data_dir(data_path=data)
     got = consume(node.tcp_port, "made", "ch", 70)
     want = {b"chan-%d" % i: (i % 2) + 1 for i in range(50)}  # on disk: count so far
     want.update({b"topic-%d" % i: 1 for i in range(20)})
@@ -770,18 +722,18 @@ def test_nsq_layout_data_dir_is_served(start, tmp_path):
     sigterm(node)
 
 
-def test_publish_right_after_start_reaches_every_restored_channel(start):
+def test_publish_right_after_start_reaches_every_restored_channel(nsqd_on_data_dir):
     """A PUB that races start-up must not miss channels that nsqd.dat restores.
 
     NSQ loads nsqd.dat before it accepts connections; a node that serves
     first hands an early message only to the channels restored so far.
     """
-    data = start.data_path
+    data = nsqd_on_data_dir.data_path
     names = ["c%03d" % i for i in range(100)]
     with open(os.path.join(data, "nsqd.dat"), "w") as f:
         json.dump({"topics": [{"channels": [{"name": n, "paused": False} for n in names],
                                "name": "early", "paused": False}], "version": "1.3.0"}, f)
-    node = start()
+    node = nsqd_on_data_dir()
     conn = Conn(node.tcp_port)
     conn.pub("early", b"first")
     conn.close()
