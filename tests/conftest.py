@@ -5,6 +5,9 @@
   SIGTERM at teardown (and the test fails if a node does not exit).
 * `nsqd_on_data_dir(*args)` starts nsqd nodes that all share one data dir
   (`.data_path`), for restart tests.
+* `start_node(kind, args)` starts nsqd/nsqlookupd nodes for cluster tests,
+  `start_nsqd(name, args)` nsqd nodes on a data dir per name, `consumers(...)`
+  client Consumers; nodes are killed and consumers stopped at teardown.
 * `shared_nsqd` is one default node for a whole test module; tests that use
   it must use their own topic names (the `topic` fixture makes one).
 * `conns(node_or_port, ...)` opens a `ProtoConn` (a `tests.helpers.CommandConn`
@@ -20,6 +23,7 @@ import os
 import re
 import socket
 import struct
+import threading
 import time
 import uuid
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
@@ -27,6 +31,7 @@ from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tup
 import pytest
 
 from nsqd_sync import wire
+from nsqd_sync.client import Consumer
 from tests.helpers import CommandConn, NodeProcess
 
 ALIVE_TOPIC = "nsq_sync_alive_check"
@@ -227,6 +232,68 @@ def shared_nsqd(tmp_path_factory) -> Iterator[NodeProcess]:
         yield node
     finally:
         _stop_all([node])
+
+
+@pytest.fixture
+def start_node(tmp_path) -> Iterator[Callable[..., NodeProcess]]:
+    """start(kind, args=(), **NodeProcess kwargs) -> an nsqd or nsqlookupd; all killed at teardown.
+
+    Each nsqd gets its own data dir (nsqd1, nsqd2, ...); safe to call from
+    another thread.
+    """
+    nodes: List[NodeProcess] = []
+    lock = threading.Lock()
+    counter = [0]
+
+    def start(kind: str, args=(), **kw) -> NodeProcess:
+        data = None
+        if kind == "nsqd":
+            with lock:
+                counter[0] += 1
+                n = counter[0]
+            d = tmp_path / ("nsqd%d" % n)
+            d.mkdir()
+            data = str(d)
+        node = NodeProcess(kind, args=list(args), data_path=data, **kw)
+        with lock:
+            nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        node.kill()
+
+
+@pytest.fixture
+def start_nsqd(tmp_path) -> Iterator[Callable[..., NodeProcess]]:
+    """start(name="nsqd", args=(), **NodeProcess kwargs) -> an nsqd on data dir `name`; all killed at teardown."""
+    nodes = []
+
+    def start(name: str = "nsqd", args=(), **kw) -> NodeProcess:
+        data = tmp_path / name
+        data.mkdir(exist_ok=True)
+        node = NodeProcess("nsqd", args=args, data_path=str(data), **kw)
+        nodes.append(node)
+        return node
+
+    yield start
+    for node in nodes:
+        node.kill()
+
+
+@pytest.fixture
+def consumers() -> Iterator[Callable[..., Consumer]]:
+    """make(*Consumer args) -> a nsqd_sync.client.Consumer; all stopped at teardown."""
+    made = []
+
+    def make(*args, **kw) -> Consumer:
+        c = Consumer(*args, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop(timeout=2.0)
 
 
 @pytest.fixture

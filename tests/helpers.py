@@ -19,9 +19,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, List, Optional, Sequence, Tuple
+from collections import Counter
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from nsqd_sync import wire
+
+if TYPE_CHECKING:
+    from nsqd_sync.client import Message
 
 _LISTEN = re.compile(r"(TCP|HTTP|HTTPS): listening on (\S+)")
 
@@ -129,6 +133,30 @@ class NodeProcess:
 
     def __exit__(self, *exc) -> None:
         self.kill()
+
+
+class BodyCollector:
+    """A client message handler that records every body it is given (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.bodies: List[bytes] = []
+
+    def __call__(self, msg: "Message") -> None:
+        with self.lock:
+            self.bodies.append(msg.body)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.bodies)
+
+    def has(self, body: bytes) -> bool:
+        with self.lock:
+            return body in self.bodies
+
+    def snapshot(self) -> Counter:
+        with self.lock:
+            return Counter(self.bodies)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.02,

@@ -7,16 +7,15 @@ Each test runs a tornado IOLoop in the test thread with a deadline.
 """
 from __future__ import annotations
 
-import asyncio
 import collections
-import time
 
 import pytest
 
 nsq = pytest.importorskip("nsq")
-tornado_ioloop = pytest.importorskip("tornado.ioloop")
+pytest.importorskip("tornado.ioloop")
 
 from tests.helpers import NodeProcess  # noqa: E402
+from tests.interop.pynsq_loop import close_all, make_loop, run_loop  # noqa: E402
 
 
 @pytest.fixture
@@ -24,40 +23,6 @@ def node(tmp_path):
     n = NodeProcess("nsqd", data_path=str(tmp_path))
     yield n
     n.stop()
-
-
-def run_loop(loop, done, timeout: float) -> None:
-    """Run the IOLoop until done() or the deadline."""
-    deadline = time.monotonic() + timeout
-
-    def check():
-        if done() or time.monotonic() > deadline:
-            loop.stop()
-
-    poll = tornado_ioloop.PeriodicCallback(check, 20)
-    poll.start()
-    loop.start()
-    poll.stop()
-
-
-def make_loop():
-    """A fresh asyncio loop made current, so pynsq's IOLoop.current() finds it."""
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    return tornado_ioloop.IOLoop.current()
-
-
-def close_all(loop, clients) -> None:
-    for c in clients:
-        if isinstance(c, nsq.Reader):
-            c.close()
-        else:
-            for conn in list(c.conns.values()):
-                conn.close()
-    # let the closes go out
-    loop.call_later(0.2, loop.stop)
-    loop.start()
-    loop.close(all_fds=True)
-    asyncio.set_event_loop(None)
 
 
 def test_writer_and_readers_scenario(node):

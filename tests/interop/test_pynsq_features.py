@@ -19,7 +19,7 @@ pytest.importorskip("tornado.ioloop")
 from nsqd_sync.transport import snappy_available  # noqa: E402
 from tests.authserver import AuthServer, allow, grant  # noqa: E402
 from tests.helpers import NodeProcess  # noqa: E402
-from tests.interop.test_pynsq_core import close_all, make_loop, run_loop  # noqa: E402
+from tests.interop.pynsq_loop import close_all, make_loop, run_loop  # noqa: E402
 
 try:
     import snappy as python_snappy  # noqa: F401 - pynsq's snappy support

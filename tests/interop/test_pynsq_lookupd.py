@@ -8,7 +8,6 @@ Reader runs.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -18,68 +17,15 @@ from typing import List
 import pytest
 
 nsq = pytest.importorskip("nsq")
-tornado_ioloop = pytest.importorskip("tornado.ioloop")
+pytest.importorskip("tornado.ioloop")
 
 from nsqd_sync.client import Producer  # noqa: E402
 from tests.helpers import NodeProcess, http_request, wait_for  # noqa: E402
+from tests.interop.pynsq_loop import close_all, make_loop, run_loop  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 
 TOPIC = "pynsq_lookupd"
-
-
-@pytest.fixture
-def start_node(tmp_path):
-    nodes: List[NodeProcess] = []
-    lock = threading.Lock()
-    counter = [0]
-
-    def start(kind: str, args=(), **kw) -> NodeProcess:
-        data = None
-        if kind == "nsqd":
-            with lock:
-                counter[0] += 1
-                n = counter[0]
-            d = tmp_path / ("nsqd%d" % n)
-            d.mkdir()
-            data = str(d)
-        node = NodeProcess(kind, args=list(args), data_path=data, **kw)
-        with lock:
-            nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        node.kill()
-
-
-def make_loop():
-    """A fresh asyncio loop made current, so pynsq's IOLoop.current() finds it."""
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    return tornado_ioloop.IOLoop.current()
-
-
-def run_loop(loop, done, timeout: float) -> None:
-    """Run the IOLoop until done() or the deadline."""
-    deadline = time.monotonic() + timeout
-
-    def check():
-        if done() or time.monotonic() > deadline:
-            loop.stop()
-
-    poll = tornado_ioloop.PeriodicCallback(check, 20)
-    poll.start()
-    loop.start()
-    poll.stop()
-
-
-def close_loop(loop, readers) -> None:
-    for r in readers:
-        r.close()
-    loop.call_later(0.2, loop.stop)  # let the closes go out
-    loop.start()
-    loop.close(all_fds=True)
-    asyncio.set_event_loop(None)
 
 
 def publish(node: NodeProcess, bodies: List[bytes]) -> None:
@@ -150,7 +96,7 @@ def test_pynsq_reader_finds_every_node_through_lookupd(start_node):
     finally:
         abort.set()
         joiner.join(30)
-        close_loop(loop, [reader])
+        close_all(loop, [reader])
     assert not errors, errors
     assert late, "the late node did not start"
     assert Counter(seen) == expected  # every message once, from all three nodes

@@ -7,40 +7,10 @@ import time
 
 import pytest
 
-from nsqd_sync.client import Consumer, Message, Producer
+from nsqd_sync.client import Message, Producer
 from tests.helpers import NodeProcess, http_request, wait_for
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def start_nsqd(tmp_path):
-    nodes = []
-
-    def start(name: str = "nsqd", args=(), **kw) -> NodeProcess:
-        data = tmp_path / name
-        data.mkdir(exist_ok=True)
-        node = NodeProcess("nsqd", args=args, data_path=str(data), **kw)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        node.kill()
-
-
-@pytest.fixture
-def consumers():
-    made = []
-
-    def make(*args, **kw) -> Consumer:
-        c = Consumer(*args, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.stop(timeout=2.0)
 
 
 class Collector:

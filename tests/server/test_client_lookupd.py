@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from nsqd_sync.client import Consumer, Message, Producer
-from tests.helpers import NodeProcess, http_request, wait_for
+from nsqd_sync.client import Producer
+from tests.helpers import BodyCollector, NodeProcess, http_request, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,6 +70,7 @@ def fake_lookupd():
 
 @pytest.fixture
 def start_node(tmp_path):
+    """This module's own start_node: start(kind, name, args) puts an nsqd on data dir `name`."""
     nodes = []
 
     def start(kind: str, name: str, args=(), **kw) -> NodeProcess:
@@ -87,34 +88,6 @@ def start_node(tmp_path):
         node.kill()
 
 
-@pytest.fixture
-def consumers():
-    made = []
-
-    def make(*args, **kw) -> Consumer:
-        c = Consumer(*args, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.stop(timeout=2.0)
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.bodies: List[bytes] = []
-
-    def __call__(self, msg: Message) -> None:
-        with self.lock:
-            self.bodies.append(msg.body)
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.bodies)
-
-
 def publish(node: NodeProcess, topic: str, bodies) -> None:
     with Producer(node.tcp_address) as p:
         p.mpub(topic, list(bodies))
@@ -127,7 +100,7 @@ def test_discovers_nodes_at_each_poll(fake_lookupd, start_node, consumers):
     b = start_node("nsqd", "b")
     publish(a, "disc", [b"a1", b"a2"])
     publish(b, "disc", [b"b1", b"b2"])
-    h = Collector()
+    h = BodyCollector()
     c = consumers("disc", "ch", h, lookupd_http_addresses=["http://" + fake_lookupd.address],
                   lookupd_poll_interval=0.2, lookupd_poll_jitter=0.0, max_in_flight=10)
     c.start()
@@ -150,7 +123,7 @@ def test_vanished_node_is_not_reconnected(fake_lookupd, start_node, consumers):
     a = start_node("nsqd", "a")
     b = start_node("nsqd", "b")
     fake_lookupd.ports["gone"] = [a.tcp_port, b.tcp_port]
-    h = Collector()
+    h = BodyCollector()
     c = consumers("gone", "ch", h, lookupd_http_addresses=[fake_lookupd.address], lookupd_poll_interval=0.2,
                   lookupd_poll_jitter=0.0, reconnect_interval=0.1, max_in_flight=4)
     c.start()
@@ -174,7 +147,7 @@ def test_unreachable_lookupd_is_retried(start_node, consumers):
     lookupd = FakeLookupd()
     port = lookupd.server.server_address[1]
     lookupd.close()  # nothing listens there now
-    h = Collector()
+    h = BodyCollector()
     c = consumers("t", "ch", h, lookupd_http_addresses=["127.0.0.1:%d" % port],
                   nsqd_tcp_addresses=[node.tcp_address], lookupd_poll_interval=0.1, lookupd_request_timeout=0.5)
     c.start()
@@ -206,7 +179,7 @@ def test_cluster_consumer_finds_every_node_through_lookupd(start_node, consumers
         expected.extend(bodies)
     wait_for(lambda: lookup(lookupd, "cluster") == sorted(n.tcp_port for n in nodes), timeout=10,
              message="both nodes registered")
-    h = Collector()
+    h = BodyCollector()
     c = consumers("cluster", "ch", h, lookupd_http_addresses=[lookupd.http_address], lookupd_poll_interval=0.3,
                   lookupd_poll_jitter=0.0, max_in_flight=10, reconnect_interval=0.1)
     c.start()

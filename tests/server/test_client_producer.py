@@ -14,22 +14,6 @@ from tests.helpers import NodeProcess, RawConn, wait_for
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def start_nsqd(tmp_path):
-    nodes = []
-
-    def start(name: str = "nsqd", args=(), **kw) -> NodeProcess:
-        data = tmp_path / name
-        data.mkdir(exist_ok=True)
-        node = NodeProcess("nsqd", args=args, data_path=str(data), **kw)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        node.kill()
-
-
 def subscribe(node: NodeProcess, topic: str, channel: str = "ch", rdy: int = 100) -> RawConn:
     # NSQ's deferred-queue scan only picks up a new channel at its next refresh (5 s)
     conn = RawConn(node.tcp_port, timeout=10.0)

@@ -9,79 +9,19 @@ skip a node tombstoned for the topic.
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from typing import List
 from urllib.parse import quote
 
 import pytest
 
-from nsqd_sync.client import Consumer, Message, Producer
-from tests.helpers import NodeProcess, http_request, wait_for
+from nsqd_sync.client import Consumer, Producer
+from tests.helpers import BodyCollector, NodeProcess, http_request, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
 TOPIC = "clicks"
 POLL = 0.3
-
-
-@pytest.fixture
-def start_node(tmp_path):
-    nodes: List[NodeProcess] = []
-    counter = [0]
-
-    def start(kind: str, args=(), **kw) -> NodeProcess:
-        data = None
-        if kind == "nsqd":
-            counter[0] += 1
-            d = tmp_path / ("nsqd%d" % counter[0])
-            d.mkdir()
-            data = str(d)
-        node = NodeProcess(kind, args=list(args), data_path=data, **kw)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        node.kill()
-
-
-@pytest.fixture
-def consumers():
-    made: List[Consumer] = []
-
-    def make(*args, **kw) -> Consumer:
-        c = Consumer(*args, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.stop(timeout=2.0)
-
-
-class Collector:
-    """A handler that records every body it is given."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.bodies: List[bytes] = []
-
-    def __call__(self, msg: Message) -> None:
-        with self.lock:
-            self.bodies.append(msg.body)
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.bodies)
-
-    def has(self, body: bytes) -> bool:
-        with self.lock:
-            return body in self.bodies
-
-    def snapshot(self) -> Counter:
-        with self.lock:
-            return Counter(self.bodies)
 
 
 def get_json(port: int, path: str):
@@ -131,7 +71,7 @@ def test_three_nodes_one_lookupd_consumer_gets_everything(start_node, consumers)
     wait_for(lambda: lookup_ports(lookupd) == sorted(n.tcp_port for n in nodes), timeout=10,
              message="the topic on all three nodes")
 
-    h = Collector()
+    h = BodyCollector()
     c = lookupd_consumer(consumers, lookupd, "archive", h)
     wait_for(lambda: h.count() >= 300, timeout=20, message="300 messages from three nodes")
     # and more while it runs
@@ -177,7 +117,7 @@ def test_tombstoned_node_is_skipped(start_node, consumers):
     entry = [p for p in get_json(lookupd.http_port, "/nodes")[1]["producers"] if p["tcp_port"] == stone.tcp_port][0]
     assert dict(zip(entry["topics"], entry["tombstones"]))[TOPIC] is True
 
-    h = Collector()
+    h = BodyCollector()
     c = lookupd_consumer(consumers, lookupd, "fresh", h)
     wait_for(lambda: h.has(b"seed0") and h.has(b"seed1"), timeout=15, message="the two live nodes")
     # the consumer connected to everything lookupd listed at once: the tombstoned node was not

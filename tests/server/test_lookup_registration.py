@@ -30,28 +30,6 @@ pytestmark = pytest.mark.timeout(60)
 
 # ---------------------------------------------------------------- helpers
 
-@pytest.fixture
-def start_node(tmp_path):
-    """Start nsqd/nsqlookupd processes; every one is killed at the end of the test."""
-    nodes: List[NodeProcess] = []
-    counter = [0]
-
-    def start(kind: str, args=(), **kw) -> NodeProcess:
-        data = None
-        if kind == "nsqd":
-            counter[0] += 1
-            d = tmp_path / ("nsqd%d" % counter[0])
-            d.mkdir()
-            data = str(d)
-        node = NodeProcess(kind, args=list(args), data_path=data, **kw)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        node.kill()
-
-
 def get_json(port: int, path: str):
     status, body, _ = http_request(port, path)
     return status, (json.loads(body) if body else None)
