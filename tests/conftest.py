@@ -49,13 +49,6 @@ class ProtoConn(CommandConn):
 
     # ------------------------------------------------------------ reading
 
-    def _fill(self, n: int) -> None:
-        while len(self.buf) < n:
-            d = self.sock.recv(65536)
-            if not d:
-                raise EOFError("connection closed")
-            self.buf += d
-
     def frame(self) -> Tuple[int, bytes]:
         """One whole frame; a timeout part-way leaves the buffer intact."""
         self._fill(8)

@@ -183,15 +183,39 @@ def http_request(port: int, path: str, method: str = "GET", body: Optional[bytes
         return e.code, e.read(), dict(e.headers)
 
 
-class RawConn:
-    """A raw V2 protocol connection for tests: send commands, read frames."""
+class SocketConn:
+    """A loopback TCP connection that sends a protocol magic and reads exact byte counts."""
 
-    def __init__(self, port: int, magic: bytes = wire.MAGIC_V2, timeout: float = 5.0,
+    def __init__(self, port: int, magic: bytes = b"", timeout: float = 5.0,
                  host: str = "127.0.0.1") -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         if magic:
             self.sock.sendall(magic)
         self.buf = b""
+
+    def _fill(self, n: int) -> None:
+        """Receive until at least n bytes are buffered (EOFError if the peer closes)."""
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError("connection closed")
+            self.buf += d
+
+    def _read(self, n: int) -> bytes:
+        self._fill(n)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RawConn(SocketConn):
+    """A raw V2 protocol connection for tests: send commands, read frames."""
+
+    def __init__(self, port: int, magic: bytes = wire.MAGIC_V2, timeout: float = 5.0,
+                 host: str = "127.0.0.1") -> None:
+        super().__init__(port, magic=magic, timeout=timeout, host=host)
 
     def send(self, line: str, body: Optional[bytes] = None) -> None:
         data = line.encode() + b"\n"
@@ -201,15 +225,6 @@ class RawConn:
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            d = self.sock.recv(65536)
-            if not d:
-                raise EOFError("connection closed")
-            self.buf += d
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
 
     def frame(self) -> Tuple[int, bytes]:
         size, ftype = struct.unpack(">ii", self._read(8))
@@ -241,9 +256,6 @@ class RawConn:
                 return
             if not d:
                 return
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class CommandConn(RawConn):

@@ -18,7 +18,7 @@ from typing import Optional
 
 import pytest
 
-from tests.helpers import NodeProcess, http_request, wait_for
+from tests.helpers import NodeProcess, SocketConn, http_request, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,26 +26,14 @@ _LISTEN_LINE = re.compile(r"^\[nsqlookupd\] \d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{6
                           r"(TCP|HTTP): listening on 127\.0\.0\.1:(\d+)$")
 
 
-class Peer:
+class Peer(SocketConn):
     """A raw lookup-protocol connection, as an nsqd would open it."""
 
     def __init__(self, port: int, magic: bytes = b"  V1", timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-        if magic:
-            self.sock.sendall(magic)
+        super().__init__(port, magic=magic, timeout=timeout)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            d = self.sock.recv(65536)
-            if not d:
-                raise EOFError("connection closed")
-            self.buf += d
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
 
     def response(self) -> bytes:
         (size,) = struct.unpack(">i", self._read(4))
@@ -75,9 +63,6 @@ class Peer:
             assert self.sock.recv(1) == b""
         except ConnectionResetError:
             pass
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
