@@ -45,9 +45,12 @@ class DeflateSock:
             raw = self.sock.recv(n)
             if not raw:
                 return b""
-            out = self.d.decompress(raw)
+            out = self._decompress(raw)
             if out:
                 return out
+
+    def _decompress(self, raw: bytes) -> bytes:
+        return self.d.decompress(raw)
 
     def sendall(self, data: bytes) -> None:
         self.sock.sendall(self.c.compress(data) + self.c.flush(zlib.Z_SYNC_FLUSH))
@@ -69,18 +72,9 @@ class SnappySock(DeflateSock):
         self.raw_seen = bytearray(initial)
         self.pending = self.d.decompress(initial) if initial else b""
 
-    def recv(self, n: int) -> bytes:
-        if self.pending:
-            out, self.pending = self.pending, b""
-            return out
-        while True:
-            raw = self.sock.recv(n)
-            if not raw:
-                return b""
-            self.raw_seen += raw
-            out = self.d.decompress(raw)
-            if out:
-                return out
+    def _decompress(self, raw: bytes) -> bytes:
+        self.raw_seen += raw
+        return self.d.decompress(raw)
 
     def sendall(self, data: bytes) -> None:
         self.sock.sendall(self.c.add_chunk(data))
