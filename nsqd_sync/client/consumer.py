@@ -100,7 +100,9 @@ class Consumer(FlowControlMixin, HandlingMixin):
     or raising requeues it (delay requeue_delay * attempts, at most
     max_requeue_delay) and counts as a failure for backoff.  Messages whose
     attempts exceed max_attempts (when > 0) are finished without calling the
-    handler and passed to giveup_handler.
+    handler and passed to giveup_handler.  after_batch(), if given, is called by a
+    worker after the handler has run for a batch of messages and before their FINs
+    are written (e.g. to flush an output buffer once per batch).
     """
 
     def __init__(self, topic: str, channel: str, handler: Handler,
@@ -108,7 +110,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
                  lookupd_http_addresses: Union[str, Sequence[str]] = (),
                  max_in_flight: int = 1, max_attempts: int = 0,
                  giveup_handler: Optional[Callable[[Message], Any]] = None,
-                 concurrency: int = 1,
+                 concurrency: int = 1, after_batch: Optional[Callable[[], Any]] = None,
                  lookupd_poll_interval: float = 60.0, lookupd_poll_jitter: float = 0.3,
                  lookupd_request_timeout: float = 2.0,
                  requeue_delay: float = 90.0, max_requeue_delay: float = 900.0,
@@ -135,6 +137,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
         self.channel = channel
         self.handler = handler
         self.giveup_handler = giveup_handler
+        self.after_batch = after_batch
         self.max_in_flight = int(max_in_flight)
         self.max_attempts = int(max_attempts)
         self.concurrency = int(concurrency)

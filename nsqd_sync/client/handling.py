@@ -90,8 +90,12 @@ class HandlingMixin:
                 for msg in batch:
                     self._process(msg, pending)
                     if pending and monotonic() > flush_at:
+                        if self.after_batch is not None:
+                            self.after_batch()
                         self._flush(pending)
                         flush_at = monotonic() + FLUSH_INTERVAL
+            if self.after_batch is not None:
+                self.after_batch()
             if pending:
                 self._flush(pending)
 
