@@ -22,9 +22,10 @@
 - `/debug/pprof/cmdline`: the command line, NUL-separated as in Go.
 - `/debug/pprof/`: an index of these.
 
-`install_signal_handlers()` makes SIGQUIT and SIGUSR1 write the thread dump
-to the log without stopping the node (Go's SIGQUIT dumps and exits; an
-operator asking a Python node for its stacks wants it to keep running).
+SIGQUIT and SIGUSR1 write the same thread dump to the log without stopping
+the node (`signals.exit_or_dump`, run from the main thread's sigwait loop;
+Go's SIGQUIT dumps and exits; an operator asking a Python node for its
+stacks wants it to keep running).
 """
 from __future__ import annotations
 
@@ -32,13 +33,14 @@ import collections
 import html
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 import traceback
 import tracemalloc
 from typing import Dict, List, Optional, Tuple
+
+from . import signals
 
 log = logging.getLogger(__name__)
 
@@ -55,39 +57,7 @@ _heap_lock = threading.Lock()
 
 # ---------------------------------------------------------------- thread stacks
 
-def thread_dump() -> str:
-    """Every thread's stack, innermost call last, headed by its name and ids."""
-    frames = sys._current_frames()
-    threads = {t.ident: t for t in threading.enumerate()}
-    parts = ["thread profile: total %d\n" % len(frames)]
-    for ident, frame in sorted(frames.items(), key=lambda kv: _thread_sort_key(threads.get(kv[0]))):
-        t = threads.get(ident)
-        name = t.name if t is not None else "<unknown>"
-        native = getattr(t, "native_id", None) if t is not None else None
-        daemon = " daemon" if t is not None and t.daemon else ""
-        parts.append('\nThread "%s" (ident %d, native %s%s):\n' % (name, ident, native, daemon))
-        parts.append("".join(traceback.format_stack(frame)))
-    return "".join(parts)
-
-
-def _thread_sort_key(t: Optional[threading.Thread]) -> Tuple[int, str]:
-    if t is None:
-        return (2, "")
-    return (0 if t is threading.main_thread() else 1, t.name)
-
-
-def log_thread_dump(signum: Optional[int] = None, _frame: object = None) -> None:
-    """Signal handler: write every thread's stack to the log and carry on."""
-    what = "signal %s" % signal.Signals(signum).name if signum else "request"
-    log.warning("THREADS: dump on %s\n%s", what, thread_dump())
-
-
-def install_signal_handlers() -> None:
-    """SIGQUIT and SIGUSR1 dump thread stacks to the log (main thread only)."""
-    for name in ("SIGQUIT", "SIGUSR1"):
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            signal.signal(sig, log_thread_dump)
+thread_dump = signals.thread_dump  # /debug/pprof/goroutine and the SIGQUIT/SIGUSR1 dump are one text
 
 
 # ---------------------------------------------------------------- CPU profile

@@ -18,14 +18,13 @@ import itertools
 import json
 import logging
 import os
-import signal
 import struct
 import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import NSQ_VERSION, __version__, wire
+from . import NSQ_VERSION, __version__, signals, wire
 from .auth import AuthError, AuthState, query_any as query_auth, response_body as auth_response_body
 from .backend import DummyBackend
 from .client_v2 import ClientV2
@@ -139,17 +138,18 @@ class NSQD:
         self._threads.append(t)
 
     def main(self) -> None:
-        """Run until SIGTERM/SIGINT, then exit cleanly."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.exit_event.set())
-        from .debug import install_signal_handlers
+        """Run until SIGTERM/SIGINT, then exit cleanly.
 
-        install_signal_handlers()  # SIGQUIT/SIGUSR1: thread dump to the log
+        The signals are blocked before the first thread starts (every thread
+        inherits the mask) and received here with sigwait: no Python signal
+        handler runs, so none can deadlock on a lock the main thread holds.
+        SIGQUIT/SIGUSR1 log a thread dump and the node carries on.
+        """
+        signals.block_signals()
         self.start()
         _tune_runtime()
         try:
-            while not self.exit_event.wait(1.0):
-                pass
+            signals.wait_for_signal(signals.exit_or_dump(log))
         finally:
             self.exit()
 

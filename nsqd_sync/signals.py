@@ -11,11 +11,18 @@ the main thread, where any ordinary code may run.
     node.start()
     wait_for_signal(on_signal)   # returns when on_signal(...) returns True
     node.exit()
+
+Servers use `exit_or_dump(logger)` as `on_signal`: SIGINT/SIGTERM stop,
+SIGQUIT/SIGUSR1 write every thread's stack to the log and carry on.
 """
 from __future__ import annotations
 
+import logging
 import signal
-from typing import Callable, Iterable, Optional, Set
+import sys
+import threading
+import traceback
+from typing import Callable, Iterable, Optional, Set, Tuple
 
 #: the signals NSQ's commands act on: exit on INT/TERM, thread dump on QUIT/USR1
 EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -59,10 +66,43 @@ def exit_on(signum: int) -> bool:
     return signum in EXIT_SIGNALS
 
 
+def thread_dump() -> str:
+    """Every thread's stack, innermost call last, headed by its name and ids."""
+    frames = sys._current_frames()
+    threads = {t.ident: t for t in threading.enumerate()}
+    parts = ["thread profile: total %d\n" % len(frames)]
+    for ident, frame in sorted(frames.items(), key=lambda kv: _thread_sort_key(threads.get(kv[0]))):
+        t = threads.get(ident)
+        name = t.name if t is not None else "<unknown>"
+        native = getattr(t, "native_id", None) if t is not None else None
+        daemon = " daemon" if t is not None and t.daemon else ""
+        parts.append('\nThread "%s" (ident %d, native %s%s):\n' % (name, ident, native, daemon))
+        parts.append("".join(traceback.format_stack(frame)))
+    return "".join(parts)
+
+
+def _thread_sort_key(t: Optional[threading.Thread]) -> Tuple[int, str]:
+    if t is None:
+        return (2, "")
+    return (0 if t is threading.main_thread() else 1, t.name)
+
+
+def exit_or_dump(logger: logging.Logger) -> Callable[[int], bool]:
+    """A server's `on_signal`: stop on SIGINT/SIGTERM; on SIGQUIT/SIGUSR1 log a thread dump.
+
+    It runs in the main thread after `sigwait` returned, so it may log and take locks.
+    """
+    def on_signal(signum: int) -> bool:
+        if signum in EXIT_SIGNALS:
+            return True
+        logger.warning("THREADS: dump on signal %s\n%s", signal.Signals(signum).name, thread_dump())
+        return False
+
+    return on_signal
+
+
 def send_self(signum: int = signal.SIGTERM) -> None:
     """Wake `wait_for_signal` from another thread (a node that decides to exit itself)."""
-    import threading
-
     ident = threading.main_thread().ident
     if ident is not None:
         signal.pthread_kill(ident, signum)

@@ -1,15 +1,13 @@
-"""The `nsqlookupd` command: flags -> Options -> NSQLookupd, until SIGTERM/SIGINT."""
+"""The `nsqlookupd` command: flags -> Options -> NSQLookupd, until SIGTERM/SIGINT (sigwait)."""
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from typing import Any, Dict, Optional, Sequence
 
 import click
 
-from nsqd_sync import flags, logs
+from nsqd_sync import flags, logs, signals
 
 from .options import FLAGS, Options
 
@@ -46,12 +44,7 @@ def run(raw: Dict[str, Any]) -> int:
 
     from .nsqlookupd import ListenError, NSQLookupd
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Optional[object]) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    signals.block_signals()  # before the first thread: every thread inherits the mask
     logger.info(flags.version_line(PROG))
     node = NSQLookupd(opts)
     try:
@@ -60,12 +53,9 @@ def run(raw: Dict[str, Any]) -> int:
         logger.critical("failed to instantiate nsqlookupd - %s", e)
         return 1
     try:
-        while not stop.wait(1.0):
-            pass
+        signals.wait_for_signal(signals.exit_or_dump(logger))  # in the main thread, no handler
     finally:
         node.exit()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0
 
 

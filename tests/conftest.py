@@ -37,6 +37,11 @@ from tests.helpers import CommandConn, NodeProcess
 ALIVE_TOPIC = "nsq_sync_alive_check"
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--reliability-long", action="store_true", default=False,
+                     help="run tests/reliability at full length (more rounds, frames, clients)")
+
+
 class Msg(NamedTuple):
     timestamp: int
     attempts: int
