@@ -83,9 +83,15 @@ def _all(v: Dict[str, Any], rep: Reporter) -> None:
     run_all(v, rep)
 
 
+def _admin(v: Dict[str, Any], rep: Reporter) -> None:
+    from .admin import bench_admin
+
+    bench_admin(v, rep)
+
+
 BODIES: Dict[str, Callable[[Dict[str, Any], Reporter], None]] = {
     "writer": _writer, "reader": _reader, "pubsub": _pubsub, "single": _single,
-    "latency": _latency, "memory": _memory, "topics": _topics, "all": _all,
+    "latency": _latency, "memory": _memory, "topics": _topics, "all": _all, "admin": _admin,
 }
 
 

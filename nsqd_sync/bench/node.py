@@ -62,14 +62,22 @@ def proc_cpu_seconds(pid: int) -> float:
 
 
 class BenchNode:
-    """An nsqd subprocess on loopback ephemeral ports with a temporary data path."""
+    """A server subprocess on loopback ephemeral ports (an nsqd: with a temporary data path).
+
+    `listen` names the `X: listening on` lines to wait for, each one also an
+    `--x-address=127.0.0.1:0` flag: ("TCP", "HTTP") for nsqd and nsqlookupd,
+    ("HTTP",) for nsqadmin.  `data_path=False` for the servers without one.
+    """
 
     def __init__(self, command: Sequence[str], args: Sequence[str] = (), label: str = "nsqd",
-                 start_timeout: float = 30.0) -> None:
+                 start_timeout: float = 30.0, listen: Sequence[str] = ("TCP", "HTTP"),
+                 data_path: bool = True) -> None:
         self.label = label
-        self.data_path = tempfile.mkdtemp(prefix="nsq_bench-%s-" % label)
-        self.argv = list(command) + ["--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0",
-                                     "--data-path=" + self.data_path] + list(args)
+        self.listen = tuple(listen)
+        self.data_path = tempfile.mkdtemp(prefix="nsq_bench-%s-" % label) if data_path else ""
+        addresses = ["--%s-address=127.0.0.1:0" % kind.lower() for kind in self.listen]
+        paths = ["--data-path=" + self.data_path] if data_path else []
+        self.argv = list(command) + addresses + paths + list(args)
         self.addresses: Dict[str, str] = {}
         self.lines: Deque[str] = collections.deque(maxlen=200)
         self._ready = threading.Event()
@@ -77,13 +85,13 @@ class BenchNode:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         except OSError as e:
-            shutil.rmtree(self.data_path, ignore_errors=True)
+            self._remove_data()
             raise BenchError("cannot start %s: %s" % (" ".join(self.argv), e)) from None
         self._drain = threading.Thread(target=self._read_stderr, daemon=True,
                                        name="nsq_bench-node-%s-stderr" % label)
         self._drain.start()
         try:
-            started = self._ready.wait(start_timeout) and "TCP" in self.addresses
+            started = self._ready.wait(start_timeout) and self._listening()
         except BaseException:  # Ctrl-C while starting: never leave the node behind
             self.stop()
             raise
@@ -100,9 +108,16 @@ class BenchNode:
             m = _LISTEN.search(line)
             if m:
                 self.addresses[m.group(1)] = m.group(2)
-                if "TCP" in self.addresses and "HTTP" in self.addresses:
+                if self._listening():
                     self._ready.set()
         self._ready.set()  # exited: wake start()
+
+    def _listening(self) -> bool:
+        return all(kind in self.addresses for kind in self.listen)
+
+    def _remove_data(self) -> None:
+        if self.data_path:
+            shutil.rmtree(self.data_path, ignore_errors=True)
 
     def log_tail(self, n: int = 10) -> str:
         return " | ".join(list(self.lines)[-n:])
@@ -150,7 +165,7 @@ class BenchNode:
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
         finally:
-            shutil.rmtree(self.data_path, ignore_errors=True)
+            self._remove_data()
 
     def __enter__(self) -> "BenchNode":
         return self

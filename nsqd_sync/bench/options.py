@@ -170,9 +170,29 @@ ALL = [
          "pubsub, single, latency, memory, overflow, topics", metavar="LIST"),
 ]
 
+ADMIN = [
+    _nsqd_path(), _node_args(),
+    Flag("nsqlookupd-path", "str", "",
+         "nsqlookupd command to start (split like a shell would); default: this package's "
+         "nsqlookupd run by this Python", metavar="CMD"),
+    Flag("nsqadmin-path", "str", "",
+         "nsqadmin command to time (split like a shell would); default: this package's "
+         "nsqadmin run by this Python", metavar="CMD"),
+    Flag("against", "str", "", "another nsqadmin executable to time on the same cluster, "
+         "one after the other (split like a shell would)", metavar="CMD"),
+    Flag("nodes", "int", 5, "nsqd nodes in the cluster", validate=_at_least(1)),
+    Flag("topics", "int", 500, "topics on every node", validate=_at_least(1)),
+    Flag("channels", "int", 2, "channels in every topic", validate=_at_least(0)),
+    Flag("requests", "int", 5, "timed requests per URL in each round", validate=_at_least(1)),
+    Flag("rounds", "int", 3, "rounds; each starts every nsqadmin afresh, one after the other",
+         validate=_at_least(1)),
+    Flag("parallel", "int", 32, "HTTP requests in flight while creating topics and channels",
+         validate=_at_least(1)),
+]
+
 SUBCOMMANDS: Dict[str, List[Flag]] = {
     "writer": WRITER, "reader": READER, "pubsub": PUBSUB, "single": SINGLE,
-    "latency": LATENCY, "memory": MEMORY, "topics": TOPICS, "all": ALL,
+    "latency": LATENCY, "memory": MEMORY, "topics": TOPICS, "all": ALL, "admin": ADMIN,
 }
 
 SUMMARIES: Dict[str, str] = {
@@ -184,6 +204,7 @@ SUMMARIES: Dict[str, str] = {
     "memory": "start a node, queue messages with no consumer, print RSS per queued message",
     "topics": "PUB throughput spread over 1, 100 and 1000 topics (one channel each)",
     "all": "start a node and run everything as one table (--against: side by side)",
+    "admin": "build a cluster (5 nodes x 500 topics x 2 channels) and time nsqadmin's pages",
 }
 
 GROUPS = ["writer", "reader", "pubsub", "single", "latency", "memory", "overflow", "topics"]

@@ -39,6 +39,8 @@ def test_defaults_match_nsq_bench_tools():
     assert parse_counts(v["topic_counts"]) == [1, 100, 1000]
     v = cli.parse_args("all", [])
     assert (v["runfor"], v["repeat"], v["against"]) == (5.0, 1, "")
+    v = cli.parse_args("admin", [])
+    assert (v["nodes"], v["topics"], v["channels"], v["against"]) == (5, 500, 2, "")
 
 
 @pytest.mark.parametrize("argv", [
@@ -70,6 +72,9 @@ def test_bare_boolean_and_durations():
     ("topics", ["--topic-counts=1,0"]),
     ("topics", ["--topic-counts=a"]),
     ("all", ["--repeat=0"]),
+    ("admin", ["--nodes=0"]),
+    ("admin", ["--requests=0"]),
+    ("admin", ["--channels=-1"]),
 ])
 def test_bad_flags_exit_2(name, argv, capsys):
     with pytest.raises(SystemExit) as e:
@@ -80,7 +85,7 @@ def test_bad_flags_exit_2(name, argv, capsys):
 
 def test_every_subcommand_has_flags_and_a_body():
     assert set(SUBCOMMANDS) == {"writer", "reader", "pubsub", "single", "latency", "memory",
-                                "topics", "all"}
+                                "topics", "all", "admin"}
     assert set(cli.BODIES) == set(SUBCOMMANDS)
 
 
@@ -265,3 +270,35 @@ def test_man_page_documents_every_subcommand_and_flag():
     for name, flags in SUBCOMMANDS.items():
         # the OPTIONS block of each subcommand is the one rendered from its flag list
         assert roff_options(flags).rstrip("\n") in sections[name], name
+
+
+def test_admin_table_counts_the_api_call_of_a_page_without_data():
+    from nsqd_sync.bench.admin import Cluster, Timings, print_table as admin_table, urls
+
+    assert urls("a.b#ephemeral") == {"index": "/", "topic": "/topics/a.b%23ephemeral",
+                                     "api_topic": "/api/topics/a.b%23ephemeral",
+                                     "api_topics": "/api/topics"}
+    ours, theirs = Timings(), Timings()
+    for t, html_has_data, ms in ((ours, True, [0.010, 0.030, 0.020]),
+                                 (theirs, False, [0.002, 0.002, 0.002])):
+        for key in ("index", "topic", "api_topic", "api_topics"):
+            t.seconds[key] = list(ms)
+            t.has_data[key] = html_has_data
+            t.sizes[key] = 100
+    theirs.seconds["api_topic"] = [0.008]
+    v = cli.parse_args("admin", ["--rounds=1", "--requests=3", "--nodes=2", "--topics=4"])
+    v["_topic"] = "admin_bench_2"
+    buf = io.StringIO()
+    cluster = Cluster(lookupd=None, nodes=[None, None], topics=["t"] * 4, channels=["c"] * 2)
+    admin_table(v, cluster, [("ours", ["a"]), ("theirs", ["b"])],
+                {"ours": ours, "theirs": theirs}, buf)
+    lines = buf.getvalue().splitlines()
+    cells = [re.split(r"\s{2,}", line) for line in lines if line.startswith(("GET", "topic "))]
+    row = {c[0]: c[1:] for c in cells}
+    assert row["GET /"] == ["20.0", "2.0", "10.00"]
+    assert row["GET /api/topics/:topic"] == ["20.0", "8.0", "2.50"]
+    # ours has the data in its HTML; theirs needs the page and then its API call
+    assert row["topic list with its data"] == ["20.0", "4.0", "5.00"]
+    assert row["topic page with its data"] == ["20.0", "10.0", "2.00"]
+    assert "2 nsqd x 4 topics x 2 channels" in lines[1]
+    assert "theirs: index needs its API call" in buf.getvalue()
