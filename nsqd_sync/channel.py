@@ -3,14 +3,22 @@
 Messages wait in a bounded `MemoryQueue` (overflow goes to the backend: a
 diskqueue named `<topic>:<channel>`, or nothing for ephemeral channels).
 Subscribed clients' message pumps `take()` batches from here; a taken
-message is then in flight in that client's table (client_v2.py) until it
-is FIN'd, REQ'd, timed out (timerwheel.py) or its client goes away.
+message is then in flight until it is FIN'd, REQ'd, timed out or its client
+goes away.  The delivery functions carry NSQ's names (channel.go):
+`start_in_flight_timeout`, `finish_message`, `requeue_message`,
+`touch_message`, `process_in_flight_queue`, `process_deferred_queue`.  The
+in-flight table itself is kept per client (client_v2.py, in deadline order,
+so a timeout scan looks only at each table's head); the deferred heap is
+kept by the channel's timer thread (timerwheel.py).
 
-Locks: the channel lock is the memory queue's mutex; `has_messages` (the
-queue's `not_empty` condition) is what pumps wait on.  A backend's own lock
-may be taken while holding the channel lock (channel -> backend), never the
-other way round.  The channel lock and a client's lock are never held
-together.
+A channel knows its clients only as `ChannelClient` (a Protocol below), and
+its topic only as the `on_unused` callback, so it imports nothing above it.
+
+Locks: the channel lock is the memory queue's lock; a pump waiting in
+`take()` waits on its own condition of that lock (`_Waiter`).  A backend's
+own lock may be taken while holding the channel lock (channel -> backend),
+never the other way round.  The channel lock and a client's lock are never
+held together.
 """
 from __future__ import annotations
 
@@ -18,16 +26,12 @@ import collections
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Deque, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from . import wire
 from .errors import ExitingError
 from .memqueue import MemoryQueue
 from .timerwheel import TimerWheel
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .client_v2 import ClientV2
-    from .topic import Topic
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +48,56 @@ class _Waiter:
         self.inbox: Optional[Sequence[bytes]] = None
 
 
-class Channel:
-    """Memory queue + backend, clients, deferred messages and counters of one channel."""
+class ChannelClient(Protocol):
+    """A subscribed client as the channel sees it (client_v2.ClientV2 is the one)."""
 
-    def __init__(self, topic: "Topic", name: str, backend) -> None:
-        self.topic = topic
-        self.topic_name = topic.name
+    id: int
+    rdy: int
+    closed: bool
+    msg_timeout: float
+    in_flight: Dict[bytes, Tuple[bytes, float]]
+    waiter: Any  # the channel's _Waiter for this client's pump
+
+    def add_in_flight(self, batch: List[bytes], deadline: float) -> Tuple[Optional[bytes], List[bytes]]: ...
+    def pop_in_flight(self, ids: List[bytes], keep: bool) -> Tuple[List[bytes], List[bytes]]: ...
+    def remove_in_flight(self, mid: bytes) -> Optional[bytes]: ...
+    def reset_in_flight_timeout(self, mid: bytes) -> bool: ...
+    def pop_expired(self, now: float) -> List[bytes]: ...
+    def first_deadline(self) -> float: ...
+    def drop_in_flight(self) -> List[bytes]: ...
+    def detach(self) -> List[bytes]: ...
+    def join_pump(self, timeout: float) -> None: ...
+
+
+class Channel:
+    """Memory queue + backend, clients, deferred messages and counters of one channel.
+
+    on_unused(name) is called when the last client of an ephemeral channel
+    leaves (the topic deletes it, as NSQ does).
+    """
+
+    def __init__(self, topic_name: str, name: str, backend: Any, opts: Any, e2e: Any,
+                 on_unused: Callable[[str], Any]) -> None:
+        self.topic_name = topic_name
         self.name = name
         self.ephemeral = wire.is_ephemeral(name)
-        opts = topic.nsqd.opts
         self.memory = MemoryQueue(opts.mem_queue_size)
         # --mem-queue-size=0 means every message goes through disk, as in NSQ (ephemeral
         # channels have no disk: they hand messages straight to a waiting consumer)
         self._hand_off_allowed = opts.mem_queue_size > 0 or self.ephemeral
-        self.lock = self.memory.mutex
-        self.has_messages = self.memory.not_empty
+        self._max_consumers = opts.max_channel_consumers
+        self._on_unused = on_unused
+        self.lock = self.memory.lock
         self.backend = backend
-        self.clients: Dict[int, "ClientV2"] = {}
+        self.clients: Dict[int, ChannelClient] = {}
         self.paused = False
         self.exiting = False
         self.message_count = 0
         self.requeue_count = 0
         self.timeout_count = 0
         self._waiters: Deque[_Waiter] = collections.deque()
-        self.e2e = topic.nsqd.new_latency_stream()
-        self.timer = TimerWheel(self)
+        self.e2e = e2e
+        self.timer = TimerWheel("%s:%s" % (topic_name, name), self._on_timer)
         self.timer.start()
 
     def __repr__(self) -> str:
@@ -91,7 +120,7 @@ class Channel:
                 msgs = self._hand_off(msgs)
                 if not msgs:
                     return
-            taken = self.memory._put_many_locked(msgs)
+            taken = self.memory.put_many_locked(msgs)
         if taken < len(msgs):
             self.backend.put_many(msgs[taken:] if taken else msgs)
             self.wake_takers()
@@ -137,7 +166,7 @@ class Channel:
         if not msgs:
             return
         with self.lock:
-            self.memory.queue.extendleft(reversed(msgs))
+            self.memory.push_front_locked(msgs)
             self._wake_all_locked()
 
     def put_deferred(self, data: bytes, delay: float) -> None:
@@ -146,15 +175,68 @@ class Channel:
             self.message_count += 1
         self.timer.defer(data, delay)
 
-    def requeue_deferred(self, data: bytes, delay: float) -> None:
-        """REQ with a delay: counted as a requeue, held by the timer wheel."""
-        with self.lock:
-            self.requeue_count += 1
-        self.timer.defer(data, delay)
+    # ---------------------------------------------------------- in flight (NSQ's names)
+
+    def start_in_flight_timeout(self, client: ChannelClient, batch: List[bytes]) -> Optional[bytes]:
+        """Go: Channel.StartInFlightTimeout (for a batch): record it in flight, arm the timer, frame it."""
+        deadline = time.monotonic() + client.msg_timeout
+        data, excess = client.add_in_flight(batch, deadline)
+        if excess:
+            self.give_back(excess)
+        if data is not None:
+            self.timer.arm(deadline)
+        return data
+
+    def finish_message(self, client: ChannelClient, ids: List[bytes]) -> List[bytes]:
+        """Go: Channel.FinishMessage (for a run of FINs); returns the ids client did not have in flight."""
+        finished, missing = client.pop_in_flight(ids, self.e2e.enabled)
+        if finished:
+            self.e2e.record_many(finished)
+        return missing
+
+    def requeue_message(self, client: ChannelClient, mid: bytes, delay: float) -> bool:
+        """Go: Channel.RequeueMessage: back to the queue now, or deferred by delay seconds."""
+        data = client.remove_in_flight(mid)
+        if data is None:
+            return False
+        if delay > 0:
+            with self.lock:
+                self.requeue_count += 1
+            self.timer.defer(data, delay)
+        else:
+            self.requeue_many([data])
+        return True
+
+    def touch_message(self, client: ChannelClient, mid: bytes) -> bool:
+        """Go: Channel.TouchMessage: the message gets a full msg_timeout again."""
+        return client.reset_in_flight_timeout(mid)
+
+    def process_in_flight_queue(self, now: float) -> float:
+        """Go: Channel.processInFlightQueue: requeue what timed out; return the next deadline."""
+        best = float("inf")
+        for c in self.client_list():
+            expired = c.pop_expired(now)
+            if expired:
+                self.requeue_many(expired, timed_out=True)
+            d = c.first_deadline()
+            if d < best:
+                best = d
+        return best
+
+    def process_deferred_queue(self, now: float) -> None:
+        """Go: Channel.processDeferredQueue: queue the deferred messages that are due."""
+        due = self.timer.pop_due(now)
+        if due:
+            self._enqueue(due)
+
+    def _on_timer(self, now: float) -> float:
+        """The timer thread's tick: both scans, as NSQ's queueScanWorker does for a channel."""
+        self.process_deferred_queue(now)
+        return self.process_in_flight_queue(time.monotonic())
 
     # ---------------------------------------------------------- taking messages
 
-    def take(self, client: "ClientV2", max_n: int, timeout: float) -> Optional[List[bytes]]:
+    def take(self, client: ChannelClient, max_n: int, timeout: float) -> Optional[List[bytes]]:
         """Up to max_n messages for client's pump; [] on timeout, None if the channel exits.
 
         Takes from memory if anything is queued, else from the backend, else
@@ -172,13 +254,11 @@ class Channel:
                 if client.closed or room <= 0:
                     return []
                 if not self.paused:
-                    q = self.memory.queue
-                    if q:
+                    queued = len(self.memory)
+                    if queued:
                         # a fair share: the queue divided over the channel's consumers
-                        share = -(-len(q) // max(len(self.clients), 1 + len(self._waiters)))
-                        n = min(room, share)
-                        popleft = q.popleft
-                        return [popleft() for _ in range(n)]
+                        share = -(-queued // max(len(self.clients), 1 + len(self._waiters)))
+                        return self.memory.get_many_locked(min(room, share))
                     if self.backend.depth() > 0:
                         break
                 remaining = deadline - time.monotonic()
@@ -207,12 +287,11 @@ class Channel:
         waiters = self._waiters
         while waiters:
             waiters.popleft().cond.notify()
-        self.has_messages.notify_all()
 
     # ---------------------------------------------------------- clients
 
-    def add_client(self, client: "ClientV2") -> None:
-        max_consumers = self.topic.nsqd.opts.max_channel_consumers
+    def add_client(self, client: ChannelClient) -> None:
+        max_consumers = self._max_consumers
         with self.lock:
             if self.exiting:
                 raise ExitingError("exiting")
@@ -220,19 +299,19 @@ class Channel:
                 raise OverflowError("too many consumers")
             self.clients[client.id] = client
 
-    def remove_client(self, client: "ClientV2") -> None:
+    def remove_client(self, client: ChannelClient) -> None:
         with self.lock:
             self.clients.pop(client.id, None)
             self._wake_all_locked()
             last_gone = not self.clients
         if last_gone and self.ephemeral and not self.exiting:
-            self.topic.delete_channel(self.name, only_if_unused=True)
+            self._on_unused(self.name)
 
-    def client_list(self) -> List["ClientV2"]:
+    def client_list(self) -> List[ChannelClient]:
         with self.lock:
             return list(self.clients.values())
 
-    def find_owner(self, msg_id: bytes) -> Optional["ClientV2"]:
+    def find_owner(self, msg_id: bytes) -> Optional[ChannelClient]:
         """The client that has msg_id in flight (error paths only)."""
         for c in self.client_list():
             if msg_id in c.in_flight:
@@ -242,7 +321,7 @@ class Channel:
     # ---------------------------------------------------------- state
 
     def depth(self) -> int:
-        return len(self.memory.queue) + self.backend.depth()
+        return len(self.memory) + self.backend.depth()
 
     def in_flight_count(self) -> int:
         return sum(len(c.in_flight) for c in self.client_list())
@@ -297,21 +376,3 @@ class Channel:
             self.memory.drain()
             self.timer.drain()
             self.backend.delete()
-
-    def expired_in_flight(self, now: float) -> None:
-        """Time out every in-flight message whose deadline has passed (timer thread)."""
-        for c in self.client_list():
-            expired = c.pop_expired(now)
-            if expired:
-                self.requeue_many(expired, timed_out=True)
-
-    def earliest_in_flight_deadline(self) -> float:
-        best = float("inf")
-        for c in self.client_list():
-            d = c.first_deadline()
-            if d < best:
-                best = d
-        return best
-
-    def iter_clients(self) -> Iterable["ClientV2"]:
-        return self.client_list()

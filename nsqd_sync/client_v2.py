@@ -263,11 +263,12 @@ class ClientV2:
 
     # ------------------------------------------------------------ in flight
 
-    def finish(self, ids: List[bytes]) -> List[bytes]:
-        """FIN a batch; returns the IDs that were not in flight for this client."""
+    # The table's operations; Channel.finish_message, requeue_message,
+    # touch_message and start_in_flight_timeout (NSQ's names) drive them.
+
+    def pop_in_flight(self, ids: List[bytes], keep: bool) -> Tuple[List[bytes], List[bytes]]:
+        """FIN: remove ids from the table; return (their messages if keep, ids not in flight)."""
         missing: List[bytes] = []
-        channel = self.channel
-        track = channel is not None and channel.e2e.enabled
         finished: List[bytes] = []
         with self.lock:
             pop = self.in_flight.pop
@@ -275,35 +276,28 @@ class ClientV2:
                 entry = pop(mid, None)
                 if entry is None:
                     missing.append(mid)
-                elif track:
+                elif keep:
                     finished.append(entry[0])
             done = len(ids) - len(missing)
             if done:
                 self.finish_count += done
                 if self._pump_waiting:
                     self.ready.notify()
-        if finished:
-            channel.e2e.record_many(finished)  # type: ignore[union-attr]
-        return missing
+        return finished, missing
 
-    def requeue(self, mid: bytes, delay: float) -> bool:
+    def remove_in_flight(self, mid: bytes) -> Optional[bytes]:
+        """REQ: remove mid from the table; its message with the next attempts count, or None."""
         with self.lock:
             entry = self.in_flight.pop(mid, None)
             if entry is None:
-                return False
+                return None
             self.requeue_count += 1
             if self._pump_waiting:
                 self.ready.notify()
-        channel = self.channel
-        if channel is not None:
-            data = _bump(entry[0])
-            if delay > 0:
-                channel.requeue_deferred(data, delay)
-            else:
-                channel.requeue_many([data])
-        return True
+        return _bump(entry[0])
 
-    def touch(self, mid: bytes) -> bool:
+    def reset_in_flight_timeout(self, mid: bytes) -> bool:
+        """TOUCH: give mid a full msg_timeout again (moved to the end: deadline order holds)."""
         with self.lock:
             entry = self.in_flight.pop(mid, None)
             if entry is None:
@@ -351,50 +345,43 @@ class ClientV2:
         self.close_connection()
         return out
 
-    def _start_in_flight(self, batch: List[bytes]) -> Optional[bytes]:
-        """Record a taken batch as in flight and build its frames; None if nothing to send.
+    def add_in_flight(self, batch: List[bytes], deadline: float) -> Tuple[Optional[bytes], List[bytes]]:
+        """Record a taken batch in the table; return (its frames or None, what exceeds RDY).
 
-        Re-checks RDY under the client lock: anything beyond it goes back to
-        the channel, so a client never has more in flight than its RDY.
+        Re-checks RDY under the client lock: the excess goes back to the
+        channel, so a client never has more in flight than its RDY.
         """
-        channel = self.channel
-        assert channel is not None
         excess: List[bytes] = []
-        deadline = time.monotonic() + self.msg_timeout
         with self.lock:
             if self.closed or self.state != STATE_SUBSCRIBED:
-                excess = batch
-                batch = []
-            else:
-                room = self.rdy - len(self.in_flight)
-                if room < len(batch):
-                    excess = batch[max(room, 0):]
-                    batch = batch[:max(room, 0)]
-            if batch:
-                if self.sample_rate:
-                    rate = self.sample_rate
-                    batch = [m for m in batch if random.randrange(100) <= rate]
-                # queued messages already carry their next attempts count: send them as they are
-                parts: List[bytes] = []
-                append = parts.append
-                infl = self.in_flight
-                hdr = b""
-                hdr_len = -1
-                for data in batch:
-                    infl[data[10:26]] = (data, deadline)
-                    n = len(data)
-                    if n != hdr_len:
-                        hdr = _hdr(n)
-                        hdr_len = n
-                    append(hdr)
-                    append(data)
-                self.message_count += len(batch)
-        if excess:
-            channel.give_back(excess)
-        if not batch:
-            return None
-        channel.timer.arm(deadline)
-        return b"".join(parts)
+                return None, batch
+            room = self.rdy - len(self.in_flight)
+            if room < len(batch):
+                excess = batch[max(room, 0):]
+                batch = batch[:max(room, 0)]
+            if not batch:
+                return None, excess
+            if self.sample_rate:
+                rate = self.sample_rate
+                batch = [m for m in batch if random.randrange(100) <= rate]
+                if not batch:
+                    return None, excess
+            # queued messages already carry their next attempts count: send them as they are
+            parts: List[bytes] = []
+            append = parts.append
+            infl = self.in_flight
+            hdr = b""
+            hdr_len = -1
+            for data in batch:
+                infl[data[10:26]] = (data, deadline)
+                n = len(data)
+                if n != hdr_len:
+                    hdr = _hdr(n)
+                    hdr_len = n
+                append(hdr)
+                append(data)
+            self.message_count += len(batch)
+        return b"".join(parts), excess
 
     # ------------------------------------------------------------ the pump
 
@@ -448,7 +435,7 @@ class ClientV2:
                 self.close_connection()
                 return
             if batch:
-                data = self._start_in_flight(batch)
+                data = channel.start_in_flight_timeout(self, batch)
                 if data is not None and not self.send(data):
                     return
 

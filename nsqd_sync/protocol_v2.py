@@ -252,7 +252,8 @@ class ProtocolV2:
 
     def _finish(self, ids: List[bytes]) -> None:
         self._require_subscribed("FIN")
-        missing = self.client.finish(ids)
+        channel = self.client.channel
+        missing = channel.finish_message(self.client, ids) if channel is not None else ids
         for mid in missing:
             err = nonfatal("E_FIN_FAILED", "FIN %s failed %s"
                            % (mid.decode("ascii", "replace"), self._why_not_in_flight(mid)))
@@ -298,7 +299,8 @@ class ProtocolV2:
         if timeout_ms > max_ms:
             # NSQ 1.x clamps an over-long requeue delay to --max-req-timeout
             timeout_ms = max_ms
-        if not self.client.requeue(mid, timeout_ms / 1000.0):
+        channel = self.client.channel
+        if channel is None or not channel.requeue_message(self.client, mid, timeout_ms / 1000.0):
             raise nonfatal("E_REQ_FAILED", "REQ %s failed %s"
                            % (mid.decode("ascii", "replace"), self._why_not_in_flight(mid)))
         return None
@@ -308,7 +310,8 @@ class ProtocolV2:
         if len(params) < 2:
             raise fatal("E_INVALID", "TOUCH insufficient number of params")
         mid = self._message_id(params[1])
-        if not self.client.touch(mid):
+        channel = self.client.channel
+        if channel is None or not channel.touch_message(self.client, mid):
             raise nonfatal("E_TOUCH_FAILED", "TOUCH %s failed %s"
                            % (mid.decode("ascii", "replace"), self._why_not_in_flight(mid)))
         return None

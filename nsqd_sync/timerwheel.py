@@ -11,9 +11,12 @@ It owns
 
 It sleeps until the earliest of those deadlines, and is woken early only
 when a sooner deadline appears (`arm()` / `defer()`), so an idle channel
-costs nothing.  Its condition's lock is its own; it takes a client's lock
-(through Channel.expired_in_flight) and the channel lock, never while
-holding its own.
+costs nothing.  On each wake it calls its owner's `on_tick(now)` (the
+channel's `process_deferred_queue` and `process_in_flight_queue`, NSQ's
+queueScanLoop work for one channel), which takes the due messages with
+`pop_due(now)` and returns the next in-flight deadline.  Its condition's
+lock is its own; the callback runs without it, so the channel and client
+locks it takes are never held together with it.
 """
 from __future__ import annotations
 
@@ -22,10 +25,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, List, Tuple
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .channel import Channel
+from typing import Callable, List, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +33,22 @@ _INF = float("inf")
 
 
 class TimerWheel:
-    """Deferred-message heap and in-flight timeout scanning for one channel."""
+    """Deferred-message heap and the thread that wakes its channel at each deadline.
 
-    def __init__(self, channel: "Channel") -> None:
-        self.channel = channel
+    on_tick(now) does the channel's work when the thread wakes and returns the
+    next in-flight deadline (inf if none).
+    """
+
+    def __init__(self, name: str, on_tick: Callable[[float], float]) -> None:
+        self.name = name
+        self._on_tick = on_tick
         self._cond = threading.Condition(threading.Lock())
         self._deferred: List[Tuple[float, int, bytes]] = []
         self._seq = itertools.count()
         self._next_wake = _INF
         self._stopping = False
         self._thread = threading.Thread(
-            target=self._run, name="nsqd-timer-%s:%s" % (channel.topic_name, channel.name), daemon=True)
+            target=self._run, name="nsqd-timer-%s" % name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -72,6 +77,15 @@ class TimerWheel:
                     self._next_wake = deadline
                     self._cond.notify()
 
+    def pop_due(self, now: float) -> List[bytes]:
+        """Remove and return the deferred messages due at now, earliest first."""
+        due: List[bytes] = []
+        with self._cond:
+            heap = self._deferred
+            while heap and heap[0][0] <= now:
+                due.append(heapq.heappop(heap)[2])
+        return due
+
     def deferred_count(self) -> int:
         return len(self._deferred)
 
@@ -89,23 +103,14 @@ class TimerWheel:
     # ------------------------------------------------------------ the thread
 
     def _run(self) -> None:
-        channel = self.channel
         while True:
-            due: List[bytes] = []
             with self._cond:
                 if self._stopping:
                     return
-                now = time.monotonic()
-                heap = self._deferred
-                while heap and heap[0][0] <= now:
-                    due.append(heapq.heappop(heap)[2])
             try:
-                if due:
-                    channel._enqueue(due)
-                channel.expired_in_flight(time.monotonic())
-                next_in_flight = channel.earliest_in_flight_deadline()
+                next_in_flight = self._on_tick(time.monotonic())
             except Exception:  # noqa: BLE001 - the timer must survive one bad scan
-                log.exception("TIMER(%s:%s): scan failed", channel.topic_name, channel.name)
+                log.exception("TIMER(%s): scan failed", self.name)
                 next_in_flight = time.monotonic() + 1.0
             with self._cond:
                 if self._stopping:

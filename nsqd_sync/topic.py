@@ -11,7 +11,7 @@ before any channel exists, or while the topic is paused, are kept.
 The same `bytes` object is given to every channel: messages are immutable,
 and each delivery builds its own frame with its own attempts count.
 
-Locks: the topic lock (the memory queue's mutex) may be held while taking a
+Locks: the topic lock (the memory queue's lock) may be held while taking a
 channel lock (topic -> channel); channels never call into the topic while
 holding their lock.
 """
@@ -43,7 +43,7 @@ class Topic:
         self.name = name
         self.ephemeral = wire.is_ephemeral(name)
         self.memory = MemoryQueue(nsqd.opts.mem_queue_size)
-        self.lock = self.memory.mutex
+        self.lock = self.memory.lock
         # the pump waits on this; it is notified only when it has somewhere to deliver
         self._work = threading.Condition(self.lock)
         self.backend = nsqd.make_backend(name, self.ephemeral)
@@ -70,12 +70,12 @@ class Topic:
                 raise ExitingError("exiting")
             self.message_count += len(msgs)
             self.message_bytes += body_bytes
-            direct = self._fanout if (self._fanout and not self.paused and not self.memory.queue
+            direct = self._fanout if (self._fanout and not self.paused and not self.memory
                                       and not self._deferred) else ()
             if direct and self.backend.depth() > 0:
                 direct = ()
             if not direct:
-                taken = self.memory._put_many_locked(msgs)
+                taken = self.memory.put_many_locked(msgs)
                 overflow = msgs[taken:] if taken < len(msgs) else None
                 self._wake_pump_locked()
             else:
@@ -115,7 +115,7 @@ class Topic:
 
     def _has_work(self) -> bool:
         return bool(self._fanout) and not self.paused and (
-            bool(self.memory.queue) or bool(self._deferred) or self.backend.depth() > 0)
+            bool(self.memory) or bool(self._deferred) or self.backend.depth() > 0)
 
     def _pump_loop(self) -> None:
         while True:
@@ -135,7 +135,7 @@ class Topic:
             if self.exiting:
                 return True
             channels = self._fanout
-            batch = self.memory._get_many_locked(PUMP_BATCH)
+            batch = self.memory.get_many_locked(PUMP_BATCH)
             if self._deferred:
                 deferred, self._deferred = self._deferred, []
         if not batch and not deferred:
@@ -169,13 +169,18 @@ class Topic:
             if self.exiting:
                 raise ExitingError("exiting")
             backend = self.nsqd.make_backend("%s:%s" % (self.name, name), wire.is_ephemeral(name))
-            channel = Channel(self, name, backend)
+            channel = Channel(self.name, name, backend, self.nsqd.opts, self.nsqd.new_latency_stream(),
+                              self._channel_unused)
             self.channels[name] = channel
             self._fanout = tuple(self.channels.values())
             self._work.notify()
         log.info("TOPIC(%s): new channel(%s)", self.name, name)
         self.nsqd.notify_change(self, channel)
         return channel
+
+    def _channel_unused(self, name: str) -> None:
+        """An ephemeral channel's last client left: delete it (NSQ does so too)."""
+        self.delete_channel(name, only_if_unused=True)
 
     def get_existing_channel(self, name: str) -> Optional[Channel]:
         return self.channels.get(name)
@@ -205,7 +210,7 @@ class Topic:
     # ------------------------------------------------------------ state
 
     def depth(self) -> int:
-        return len(self.memory.queue) + self.backend.depth() + len(self._deferred)
+        return len(self.memory) + self.backend.depth() + len(self._deferred)
 
     def pause(self) -> None:
         self._set_paused(True)
@@ -220,7 +225,7 @@ class Topic:
 
     def empty(self) -> None:
         with self.lock:
-            self.memory.queue.clear()
+            self.memory.clear_locked()
             self._deferred.clear()
         self.backend.empty()
 
