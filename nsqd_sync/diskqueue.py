@@ -104,7 +104,7 @@ class DiskQueue:
         self._dirty_since: Optional[float] = None
         self._meta_path = os.path.join(data_path, "%s.diskqueue.meta.dat" % name)
         self._own_file_re = re.compile(
-            re.escape(name) + r"\.diskqueue\.(\d{6,}\.dat(\.bad)?|meta\.dat(\.\d+\.tmp)?)\Z")
+            re.escape(name) + r"\.diskqueue\.(\d{6,}\.dat(\.bad)?|meta\.dat(\.\d+\.tmp|\.bad)?)\Z")
         self._open()
 
     def __repr__(self) -> str:
@@ -401,7 +401,9 @@ class DiskQueue:
         errors = []
         first = min(self._read_file_num, self._write_file_num)
         last = max(self._read_file_num, self._write_file_num)
-        for num in range(first, last + 1):
+        for num in self._data_file_nums():  # the files that exist, not every number in between
+            if not first <= num <= last:
+                continue
             err = _unlink(self._file_name(num), self.name)
             if err is not None:
                 errors.append(err)
@@ -474,15 +476,16 @@ class DiskQueue:
 
     def _open(self) -> None:
         """Load the metadata (or find orphan data files) and repair what a crash left."""
+        recount = False
         if not self._load_meta():
             self._adopt_orphan_files()
-        if self._read_file_num > self._write_file_num or (
-                self._read_file_num == self._write_file_num and self._read_pos > self._write_pos):
-            log.error("DISKQUEUE(%s) read position %d,%d past write position %d,%d, skipping",
-                      self.name, self._read_file_num, self._read_pos,
-                      self._write_file_num, self._write_pos)
-            self._skip_to_next_rw_file()
-        if self._recover_write_tail() or self._depth < 0:
+        elif not self._meta_is_possible():
+            self._set_meta_aside()
+            self._depth = self._read_file_num = self._read_pos = 0
+            self._write_file_num = self._write_pos = 0
+            self._adopt_orphan_files()
+            recount = True
+        if self._recover_write_tail() or self._depth < 0 or recount:
             self._recount_depth()
         if self._read_file_num == self._write_file_num and self._read_pos == self._write_pos:
             self._check_tail()
@@ -504,13 +507,48 @@ class DiskQueue:
          self._write_file_num, self._write_pos) = (int(g) for g in m.groups())
         return True
 
-    def _adopt_orphan_files(self) -> None:
-        """No usable metadata: start reading at the oldest data file, if any."""
+    def _data_file_nums(self) -> List[int]:
+        """The numbers of this queue's data files on disk (not .bad), ascending."""
         pattern = re.compile(re.escape(self.name) + r"\.diskqueue\.(\d{6,})\.dat\Z")
         try:
-            nums = [int(m.group(1)) for m in map(pattern.match, os.listdir(self.data_path)) if m]
+            return sorted(int(m.group(1)) for m in map(pattern.match, os.listdir(self.data_path)) if m)
         except OSError:
-            return
+            return []
+
+    def _meta_is_possible(self) -> bool:
+        """Could this queue have written the loaded metadata, given the data files that exist?
+
+        Files are made one after the other and deleted only once read, so
+        there are never more file numbers between the read and the write file
+        than files on disk (one may be missing: the reader sets it aside), and
+        files past the write file follow it on.  A file number far from the
+        files on disk (``999999999``) would otherwise make recounting walk
+        every number in between.
+        """
+        read, rpos, write, wpos = (self._read_file_num, self._read_pos,
+                                   self._write_file_num, self._write_pos)
+        if min(read, rpos, write, wpos) < 0:
+            return False
+        if read > write or (read == write and rpos > wpos):
+            return False
+        nums = self._data_file_nums()
+        if write - read > len(nums):
+            return False  # more files between read and write than exist
+        return not nums or write >= nums[-1] or write + 1 in nums  # later files follow on
+
+    def _set_meta_aside(self) -> None:
+        log.error("DISKQUEUE(%s) impossible metadata (depth %d, read %d,%d, write %d,%d) for the data files on disk, "
+                  "saving it as %s.bad and reading the data files from the oldest",
+                  self.name, self._depth, self._read_file_num, self._read_pos,
+                  self._write_file_num, self._write_pos, self._meta_path)
+        try:
+            os.replace(self._meta_path, self._meta_path + ".bad")
+        except OSError as exc:
+            log.error("DISKQUEUE(%s) failed to rename bad metadata %s - %s", self.name, self._meta_path, exc)
+
+    def _adopt_orphan_files(self) -> None:
+        """No usable metadata: start reading at the oldest data file, if any."""
+        nums = self._data_file_nums()
         if nums:
             first = min(nums)
             log.warning("DISKQUEUE(%s) data files without metadata, reading from %s",
