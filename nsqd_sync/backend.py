@@ -4,8 +4,8 @@ Non-ephemeral topics and channels use a `DiskQueue` (diskqueue.py), named
 `<topic>` or `<topic>:<channel>` as in NSQ.  Ephemeral ones use the
 `DummyBackend`, which, as in NSQ, drops what does not fit in memory.
 
-A backend offers: put_many(items) (raises BackendError), read_many(n),
-depth(), empty(), delete(), close(), and `healthy`.
+A backend offers: put_many(items) and close() (both raise BackendError),
+read_many(n), depth(), empty(), delete(), and `healthy`.
 """
 from __future__ import annotations
 
@@ -73,6 +73,12 @@ def disk_backend(name: str, opts, on_health: Callable[[Optional[str]], None]) ->
 
         def read_many(self, max_n: int) -> List[bytes]:  # type: ignore[override]
             return [bump(m) for m in super().read_many(max_n)]
+
+        def close(self) -> None:
+            try:
+                super().close()
+            except DiskQueueError as e:
+                raise BackendError(str(e)) from e
 
     return _Disk(name, opts.data_dir, max_bytes_per_file=opts.max_bytes_per_file,
                  min_msg_size=26, max_msg_size=opts.max_msg_size + 26,

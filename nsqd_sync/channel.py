@@ -29,7 +29,7 @@ import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from . import wire
-from .errors import ExitingError
+from .errors import BackendError, ExitingError
 from .memqueue import MemoryQueue
 from .timerwheel import TimerWheel
 
@@ -369,9 +369,13 @@ class Channel:
                          self.topic_name, self.name, len(held))
                 try:
                     self.backend.put_many(held)
-                except Exception:  # noqa: BLE001 - report, keep closing the rest
-                    log.exception("CHANNEL(%s:%s): failed to flush messages", self.topic_name, self.name)
-            self.backend.close()
+                except BackendError as e:  # report, keep closing the rest
+                    log.error("CHANNEL(%s:%s): failed to flush %d messages - %s",
+                              self.topic_name, self.name, len(held), e)
+            try:
+                self.backend.close()
+            except BackendError as e:
+                log.error("CHANNEL(%s:%s): failed to close its backend - %s", self.topic_name, self.name, e)
         else:
             self.memory.drain()
             self.timer.drain()

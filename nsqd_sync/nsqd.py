@@ -174,7 +174,10 @@ class NSQD:
             self.persist_metadata()
             topics = list(self.topics.values())
         for topic in topics:
-            topic.close(flush=True)
+            try:
+                topic.close(flush=True)
+            except Exception:  # noqa: BLE001 - one topic's failure must not cost the others their data
+                log.exception("TOPIC(%s): failed to close", topic.name)
         for client in self.client_list():
             client.close_connection()
         try:

@@ -240,7 +240,10 @@ class Topic:
         if threading.current_thread() is not self._pump:
             self._pump.join(2.0)
         for channel in channels:
-            channel.close(flush)
+            try:
+                channel.close(flush)
+            except Exception:  # noqa: BLE001 - one channel's failure must not cost the others their data
+                log.exception("TOPIC(%s): failed to close channel(%s)", self.name, channel.name)
         if flush:
             held = self.memory.drain() + [data for data, _ in self._deferred]
             self._deferred = []
@@ -248,9 +251,12 @@ class Topic:
                 log.info("TOPIC(%s): flushing %d memory messages to backend", self.name, len(held))
                 try:
                     self.backend.put_many(held)
-                except Exception:  # noqa: BLE001 - report and go on closing
-                    log.exception("TOPIC(%s): failed to flush messages", self.name)
-            self.backend.close()
+                except BackendError as e:  # report and go on closing
+                    log.error("TOPIC(%s): failed to flush %d messages - %s", self.name, len(held), e)
+            try:
+                self.backend.close()
+            except BackendError as e:
+                log.error("TOPIC(%s): failed to close its backend - %s", self.name, e)
         else:
             self.memory.drain()
             self.backend.delete()
