@@ -45,7 +45,8 @@ class TimerWheel:
         self._cond = threading.Condition(threading.Lock())
         self._deferred: List[Tuple[float, int, bytes]] = []
         self._seq = itertools.count()
-        self._next_wake = _INF
+        self._next_wake = _INF   # when the sleeping thread wakes; inf while it scans
+        self._armed = _INF       # the earliest deadline armed since the current scan began
         self._stopping = False
         self._thread = threading.Thread(
             target=self._run, name="nsqd-timer-%s" % name, daemon=True)
@@ -70,9 +71,17 @@ class TimerWheel:
                 self._cond.notify()
 
     def arm(self, deadline: float) -> None:
-        """An in-flight deadline was set; wake the thread if it sleeps past it."""
+        """An in-flight deadline was set; wake the thread if it sleeps past it.
+
+        While the thread scans, `_next_wake` is inf, so every arm takes the
+        lock and is remembered in `_armed`: a deadline the scan missed is
+        still in the thread's next sleep (Go's queueScanLoop rescans on a
+        ticker; this thread sleeps until the earliest deadline it knows).
+        """
         if deadline < self._next_wake:
             with self._cond:
+                if deadline < self._armed:
+                    self._armed = deadline
                 if deadline < self._next_wake:
                     self._next_wake = deadline
                     self._cond.notify()
@@ -107,6 +116,8 @@ class TimerWheel:
             with self._cond:
                 if self._stopping:
                     return
+                self._next_wake = _INF
+                self._armed = _INF
             try:
                 next_in_flight = self._on_tick(time.monotonic())
             except Exception:  # noqa: BLE001 - the timer must survive one bad scan
@@ -115,9 +126,9 @@ class TimerWheel:
             with self._cond:
                 if self._stopping:
                     return
-                nxt = min(next_in_flight, self._deferred[0][0] if self._deferred else _INF)
+                nxt = min(next_in_flight, self._armed,
+                          self._deferred[0][0] if self._deferred else _INF)
                 self._next_wake = nxt
                 wait = nxt - time.monotonic()
                 if wait > 0:
                     self._cond.wait(None if nxt == _INF else wait)
-                self._next_wake = _INF if not self._deferred else self._deferred[0][0]
