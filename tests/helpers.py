@@ -46,9 +46,12 @@ class NodeProcess:
 
     def __init__(self, name: str, args: Sequence[str] = (), data_path: Optional[str] = None,
                  log_path: Optional[str] = None, start_timeout: float = 15.0,
-                 tcp: str = "127.0.0.1:0", http: str = "127.0.0.1:0") -> None:
+                 tcp: Optional[str] = "127.0.0.1:0", http: str = "127.0.0.1:0") -> None:
+        """`tcp=None` for a server with only an HTTP listener (nsqadmin)."""
         self.name = name
-        argv = command_for(name) + ["--tcp-address=" + tcp, "--http-address=" + http]
+        self.listen = ("HTTP",) if tcp is None else ("TCP", "HTTP")
+        tcp_flag = [] if tcp is None else ["--tcp-address=" + tcp]
+        argv = command_for(name) + tcp_flag + ["--http-address=" + http]
         if data_path is not None:
             argv.append("--data-path=" + data_path)
         argv.extend(args)
@@ -67,7 +70,7 @@ class NodeProcess:
         if not self._ready.wait(start_timeout):
             self.kill()
             raise RuntimeError("%s did not start: %s" % (name, "".join(self.lines[-20:])))
-        if self.proc.poll() is not None and "TCP" not in self.addresses:
+        if self.proc.poll() is not None and not self.listening():
             raise RuntimeError("%s exited: %s" % (name, "".join(self.lines[-20:])))
 
     def _drain(self, stream) -> None:
@@ -85,12 +88,16 @@ class NodeProcess:
                 m = _LISTEN.search(line)
                 if m:
                     self.addresses[m.group(1)] = m.group(2)
-                    if "TCP" in self.addresses and "HTTP" in self.addresses:
+                    if self.listening():
                         self._ready.set()
         finally:
             if log:
                 log.close()
             self._ready.set()
+
+    def listening(self) -> bool:
+        """Every listener this server opens has logged its address."""
+        return all(kind in self.addresses for kind in self.listen)
 
     @property
     def tcp_port(self) -> int:
