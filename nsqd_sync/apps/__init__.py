@@ -9,4 +9,6 @@ options, the signal-safe run skeleton) and on the client library
 #: every utility: command name -> module (the man-page and flag tests walk this)
 TOOLS = {
     "nsq_tail": "nsqd_sync.apps.nsq_tail",
+    "to_nsq": "nsqd_sync.apps.to_nsq",
+    "nsq_stat": "nsqd_sync.apps.nsq_stat",
 }

@@ -367,6 +367,8 @@ class App:
     HELP: str = ""
     #: shutdown budget for stop(): in-flight messages are finished or requeued within it
     STOP_TIMEOUT: float = 10.0
+    #: the signals that stop the tool (blocked before any thread starts, taken with sigwait)
+    STOP_SIGNALS: Tuple[int, ...] = tuple(signals.EXIT_SIGNALS)
 
     def __init__(self, values: Dict[str, Any]) -> None:
         self.values = values
@@ -441,18 +443,19 @@ class App:
         values = flags.resolve(cls.FLAGS, raw, {}, flags.warn_stderr(cls.PROG))
         app = cls(values)
         app.check()
-        previous = signals.block_signals(signals.EXIT_SIGNALS)
+        stop_signals = cls.STOP_SIGNALS
+        previous = signals.block_signals(stop_signals)
         try:
             cls.setup_logging(values)
             app.start()
-            signals.wait_for_signal(signals.exit_on, signals.EXIT_SIGNALS)
+            signals.wait_for_signal(lambda signum: True, stop_signals)
             with app._finish_lock:
                 app._finished = True  # a finish() from here on changes nothing and sends nothing
             app.stop()
         finally:
-            while set(signal.sigpending()) & set(signals.EXIT_SIGNALS):
-                signal.sigwait(signals.EXIT_SIGNALS)  # don't let a late one kill us on unblock
-            signals.unblock_signals(previous, signals.EXIT_SIGNALS)
+            while set(signal.sigpending()) & set(stop_signals):
+                signal.sigwait(stop_signals)  # don't let a late one kill us on unblock
+            signals.unblock_signals(previous, stop_signals)
         return app.exit_code
 
     @classmethod

@@ -25,6 +25,14 @@ REAL_FLAGS = {
         "channel": "", "consumer-opt": "", "lookupd-http-address": "", "max-in-flight": "200",
         "n": "", "nsqd-tcp-address": "", "print-topic": "", "topic": "", "version": "",
     },
+    "to_nsq": {
+        "delimiter": '"\\n"', "nsqd-tcp-address": "", "producer-opt": "", "rate": "", "topic": "",
+    },
+    "nsq_stat": {
+        "channel": "", "count": "", "http-client-connect-timeout": "2s",
+        "http-client-request-timeout": "5s", "interval": "2s", "lookupd-http-address": "",
+        "nsqd-http-address": "", "topic": "", "version": "",
+    },
 }
 
 
