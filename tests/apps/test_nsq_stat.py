@@ -50,7 +50,7 @@ def test_rates_and_via_lookupd(nsqd_factory, topic, start_tool):
                  message="channel registered")
         p = start_tool("nsq_stat", "--topic=" + topic, "--channel=c",
                        "--lookupd-http-address=" + lookupd.http_address, "--interval=1s")
-        wait_for(lambda: p.stdout().count(b"\n") >= 2, timeout=20, message="header")
+        wait_for(lambda: rows(p.stdout()), timeout=20, message="a first row (the baseline is taken)")
         publish(node, topic, [b"y"] * 50)
         got = wait_for(lambda: [x for x in rows(p.stdout()) if x[9] == 50], timeout=20, message="a row with msgs 50")
         assert p.stop() == 0
