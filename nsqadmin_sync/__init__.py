@@ -1,1 +1,9 @@
-"""nsqadmin: the web UI (placeholder until its issue is built)."""
+"""nsqadmin: NSQ's web UI and admin API, server-rendered (see templates/README for the page map).
+
+  cli.py / options.py   the `nsqadmin` command and its flags
+  nsqadmin.py           NSQAdmin: the listener, the HTTP client, notifier and trend sampler
+  clusterinfo/          queries to nsqlookupd and nsqd, in parallel (data.py), and their records (types.py)
+  http_api.py           routes: NSQ's JSON API, the pages and their forms
+  pages.py, render.py   what each page shows, and the escaping template renderer
+  notify.py, trends.py  action notifications; in-memory depth/rate history and sparklines
+"""

@@ -1,0 +1,4 @@
+"""`python -m nsqadmin_sync`: the nsqadmin command."""
+from .cli import main
+
+main()
