@@ -89,9 +89,16 @@ def _admin(v: Dict[str, Any], rep: Reporter) -> None:
     bench_admin(v, rep)
 
 
+def _utils(v: Dict[str, Any], rep: Reporter) -> None:
+    from .utils import bench_utils
+
+    bench_utils(v, rep)
+
+
 BODIES: Dict[str, Callable[[Dict[str, Any], Reporter], None]] = {
     "writer": _writer, "reader": _reader, "pubsub": _pubsub, "single": _single,
     "latency": _latency, "memory": _memory, "topics": _topics, "all": _all, "admin": _admin,
+    "utils": _utils,
 }
 
 

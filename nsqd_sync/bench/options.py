@@ -34,6 +34,16 @@ def _counts(value: str) -> Optional[str]:
     return None
 
 
+def _cases(value: str) -> Optional[str]:
+    from .utils import parse_cases
+
+    try:
+        parse_cases(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def parse_counts(text: str) -> List[int]:
     """`1,100,1000` -> [1, 100, 1000] (each at least 1)."""
     out = []
@@ -190,9 +200,24 @@ ADMIN = [
          validate=_at_least(1)),
 ]
 
+UTILS = [
+    _nsqd_path(), _node_args(),
+    Flag("against", "str", "", "directory holding NSQ's nsq_tail, to_nsq and nsq_to_file, run "
+         "alternately with ours on the same node", metavar="DIR"),
+    Flag("count", "int", 1000000, "messages per run", validate=_at_least(1)),
+    _size(),
+    Flag("mem-queue-size", "int", 0, "--mem-queue-size for the node (0: --count, so queued "
+         "messages stay in memory)", validate=_at_least(0)),
+    Flag("repeat", "int", 3, "runs per tool and case; each row shows the median",
+         validate=_at_least(1)),
+    Flag("skip", "str", "", "comma-separated cases to leave out: tail, to_nsq, to_file",
+         validate=_cases, metavar="LIST"),
+]
+
 SUBCOMMANDS: Dict[str, List[Flag]] = {
     "writer": WRITER, "reader": READER, "pubsub": PUBSUB, "single": SINGLE,
     "latency": LATENCY, "memory": MEMORY, "topics": TOPICS, "all": ALL, "admin": ADMIN,
+    "utils": UTILS,
 }
 
 SUMMARIES: Dict[str, str] = {
@@ -205,6 +230,7 @@ SUMMARIES: Dict[str, str] = {
     "topics": "PUB throughput spread over 1, 100 and 1000 topics (one channel each)",
     "all": "start a node and run everything as one table (--against: side by side)",
     "admin": "build a cluster (5 nodes x 500 topics x 2 channels) and time nsqadmin's pages",
+    "utils": "nsq_tail, to_nsq and nsq_to_file drain/publish rates (--against: NSQ's tools)",
 }
 
 GROUPS = ["writer", "reader", "pubsub", "single", "latency", "memory", "overflow", "topics"]

@@ -74,6 +74,8 @@ def test_bare_boolean_and_durations():
     ("all", ["--repeat=0"]),
     ("admin", ["--nodes=0"]),
     ("admin", ["--requests=0"]),
+    ("utils", ["--skip=bogus"]),
+    ("utils", ["--count=0"]),
     ("admin", ["--channels=-1"]),
 ])
 def test_bad_flags_exit_2(name, argv, capsys):
@@ -85,7 +87,7 @@ def test_bad_flags_exit_2(name, argv, capsys):
 
 def test_every_subcommand_has_flags_and_a_body():
     assert set(SUBCOMMANDS) == {"writer", "reader", "pubsub", "single", "latency", "memory",
-                                "topics", "all", "admin"}
+                                "topics", "all", "admin", "utils"}
     assert set(cli.BODIES) == set(SUBCOMMANDS)
 
 
@@ -302,3 +304,22 @@ def test_admin_table_counts_the_api_call_of_a_page_without_data():
     assert row["topic page with its data"] == ["20.0", "10.0", "2.00"]
     assert "2 nsqd x 4 topics x 2 channels" in lines[1]
     assert "theirs: index needs its API call" in buf.getvalue()
+
+
+def test_utils_flags_cases_and_table():
+    import io as _io
+
+    from nsqd_sync.bench.utils import CaseResult, parse_cases, print_table
+
+    v = cli.parse_args("utils", [])
+    assert (v["count"], v["size"], v["repeat"], v["against"], v["mem_queue_size"]) == (1000000, 200, 3, "", 0)
+    assert parse_cases("") == ["tail", "to_nsq", "to_file"]
+    assert parse_cases("to_file, tail") == ["to_nsq"]
+    with pytest.raises(ValueError):
+        parse_cases("tial")
+    out = _io.StringIO()
+    print_table([CaseResult("tail", [2.0, 1.0, 4.0], [4.0, 4.0, 8.0])], 1000, 200, "/x", out)
+    text = out.getvalue()
+    assert "machine: " in text and "nproc" in text
+    row = [line for line in text.splitlines() if line.startswith("nsq_tail > /dev/null")][0]
+    assert row.split()[-3:] == ["500", "250", "2.00x"]  # medians 2.0 s and 4.0 s for 1000 messages
