@@ -21,7 +21,7 @@ _SEQ_HEX = [b"%03x" % i for i in range(SEQUENCE_MAX)]
 
 
 class GUIDFactory:
-    """Hands out unique IDs for one node; thread-safe, batch-friendly."""
+    """Hands out unique IDs for one topic of a node (as NSQ: one factory per topic); thread-safe."""
 
     def __init__(self, node_id: int) -> None:
         if not 0 <= node_id < (1 << NODE_ID_BITS):
@@ -33,10 +33,16 @@ class GUIDFactory:
         self._prefix = b""
 
     def new_ids(self, n: int) -> List[bytes]:
-        """n fresh IDs (16 hex bytes each), in increasing order."""
+        """n fresh IDs (16 hex bytes each), in increasing order.
+
+        When this pseudo-millisecond's 4,096 sequence numbers are used up, the
+        caller waits for the next one with the lock released (as Go's
+        GenerateID sleeps outside guidFactory's lock), so a huge MPUB never
+        holds back another caller; each caller's IDs still increase.
+        """
         out: List[bytes] = []
-        with self._lock:
-            while n > 0:
+        while n > 0:
+            with self._lock:
                 ts = time.time_ns() >> 20
                 if ts < self._last_ts:
                     ts = self._last_ts  # clock went backwards: keep counting in the last slot
@@ -46,14 +52,13 @@ class GUIDFactory:
                     self._prefix = b"%013x" % (((ts - EPOCH) << NODE_ID_BITS) | self.node_id)
                 seq = self._sequence
                 take = min(n, SEQUENCE_MAX - seq)
-                if take <= 0:
-                    # 4096 IDs used in this pseudo-millisecond: wait for the next one
-                    time.sleep(0.0001)
+                if take > 0:
+                    out.extend([self._prefix + s for s in _SEQ_HEX[seq:seq + take]])
+                    self._sequence = seq + take
+                    n -= take
                     continue
-                prefix = self._prefix
-                out.extend([prefix + s for s in _SEQ_HEX[seq:seq + take]])
-                self._sequence = seq + take
-                n -= take
+                last_ts = self._last_ts
+            _sleep_until_after(last_ts)
         return out
 
     def new_id(self) -> bytes:
@@ -69,6 +74,12 @@ class GUIDFactory:
                 self._sequence = seq + 1
                 return self._prefix + _SEQ_HEX[seq]
         return self.new_ids(1)[0]  # this pseudo-millisecond is used up: wait for the next
+
+
+def _sleep_until_after(pseudo_ms: int) -> None:
+    """Sleep (holding no lock) until the clock is past this pseudo-millisecond (2**20 ns)."""
+    wait_ns = ((pseudo_ms + 1) << 20) - time.time_ns()
+    time.sleep(max(wait_ns, 50_000) / 1e9)
 
 
 def id_to_int(msg_id: bytes) -> int:

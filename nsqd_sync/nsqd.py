@@ -29,7 +29,6 @@ from .auth import AuthError, AuthState, query_any as query_auth, response_body a
 from .backend import DummyBackend
 from .client_v2 import ClientV2
 from .errors import ExitingError, fatal, go_quote
-from .guid import GUIDFactory
 from .options import Options, split_address
 from .topic import Topic
 from .transport import snappy_available
@@ -59,7 +58,6 @@ class NSQD:
         self.opts = opts
         self.lock = threading.RLock()
         self.topics: Dict[str, Topic] = {}
-        self.guid = GUIDFactory(opts.node_id)
         self.start_time = time.time()
         self.exit_event = threading.Event()
         self._exited = False
@@ -375,36 +373,37 @@ class NSQD:
 
     # ------------------------------------------------------------ publishing
 
-    def make_messages(self, bodies: Sequence[bytes]) -> List[bytes]:
-        """Encode bodies as messages with fresh IDs and one timestamp for the batch.
+    def make_messages(self, topic: Topic, bodies: Sequence[bytes]) -> List[bytes]:
+        """Encode bodies as messages with fresh IDs (the topic's) and one timestamp for the batch.
 
         In memory a message's attempts field holds the count it will be
         delivered with next (so a fresh one says 1): delivery then sends the
         stored bytes as they are.  Backends store NSQ's count so far
         (backend.py converts).
         """
-        ids = self.guid.new_ids(len(bodies))
+        ids = topic.guid.new_ids(len(bodies))
         head = _MSG_HEAD.pack(time.time_ns(), 1)
         return [head + mid + body for mid, body in zip(ids, bodies)]
 
-    def message_heads(self, n: int) -> List[bytes]:
-        """n message headers (timestamp, attempts, fresh ID): append a body to make a message."""
+    def message_heads(self, topic: Topic, n: int) -> List[bytes]:
+        """n message headers (timestamp, attempts, fresh ID of topic): append a body to make a message."""
         head = _MSG_HEAD.pack(time.time_ns(), 1)
-        return [head + mid for mid in self.guid.new_ids(n)]
+        return [head + mid for mid in topic.guid.new_ids(n)]
 
     def publish_one(self, topic_name: str, body: bytes, client: Optional[ClientV2] = None) -> None:
         """PUB: one message."""
-        msg = _MSG_HEAD.pack(time.time_ns(), 1) + self.guid.new_id() + body
         topic = self.topics.get(topic_name)
         if topic is None or topic.exiting:
             topic = self.get_topic(topic_name)
+        msg = _MSG_HEAD.pack(time.time_ns(), 1) + topic.guid.new_id() + body
         topic.put_many((msg,), len(body))
         if client is not None:
             counts = client.pub_counts
             counts[topic_name] = counts.get(topic_name, 0) + 1
 
     def publish(self, topic_name: str, bodies: Sequence[bytes], client: Optional[ClientV2] = None) -> None:
-        self.publish_messages(topic_name, self.make_messages(bodies), sum(map(len, bodies)), client)
+        topic = self.get_topic(topic_name)
+        self.publish_messages(topic_name, self.make_messages(topic, bodies), sum(map(len, bodies)), client)
 
     def publish_messages(self, topic_name: str, msgs: List[bytes], body_bytes: int,
                          client: Optional[ClientV2] = None) -> None:
@@ -416,8 +415,8 @@ class NSQD:
 
     def publish_deferred(self, topic_name: str, body: bytes, delay: float,
                          client: Optional[ClientV2] = None) -> None:
-        msg = self.make_messages([body])[0]
         topic = self.get_topic(topic_name)
+        msg = self.make_messages(topic, [body])[0]
         topic.put_deferred(msg, delay, len(body))
         if client is not None:
             client.pub_counts[topic_name] = client.pub_counts.get(topic_name, 0) + 1

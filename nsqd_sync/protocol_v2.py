@@ -27,6 +27,7 @@ from .transport import DeflateTransport, SnappyTransport, TLSTransport
 
 if TYPE_CHECKING:  # pragma: no cover
     from .nsqd import NSQD
+    from .topic import Topic
 
 log = logging.getLogger(__name__)
 
@@ -512,15 +513,19 @@ class ProtocolV2:
 
     def MPUB(self, params: List[bytes], buf: bytearray, start: int, end: int) -> Optional[bytes]:
         topic_name = params[1].decode()
-        msgs, body_bytes = self._parse_mpub(buf, start, end)
         self.nsqd.check_auth(self.client, "MPUB", topic_name, "")
+        try:  # as NSQ: the topic first, its ID factory numbers the messages as they are read
+            topic = self.nsqd.get_topic(topic_name)
+        except ExitingError as e:
+            raise fatal("E_MPUB_FAILED", "MPUB failed %s" % e) from None
+        msgs, body_bytes = self._parse_mpub(topic, buf, start, end)
         try:
             self.nsqd.publish_messages(topic_name, msgs, body_bytes, self.client)
         except (BackendError, ExitingError) as e:
             raise fatal("E_MPUB_FAILED", "MPUB failed %s" % e) from None
         return wire.OK_FRAME
 
-    def _parse_mpub(self, buf: bytearray, start: int, end: int) -> Tuple[List[bytes], int]:
+    def _parse_mpub(self, topic: "Topic", buf: bytearray, start: int, end: int) -> Tuple[List[bytes], int]:
         """Validate an MPUB body and build its encoded messages in the same pass.
 
         Returns (messages, total body bytes).  The count comes first, so the
@@ -535,7 +540,7 @@ class ProtocolV2:
         max_size = self.opts.max_msg_size
         # each message takes at least 5 bytes (size + 1 byte of body): never draw more IDs
         # than the body can hold, whatever count claims (a bigger count fails below)
-        heads = self.nsqd.message_heads(min(count, (end - start - 4) // 5))
+        heads = self.nsqd.message_heads(topic, min(count, (end - start - 4) // 5))
         msgs: List[bytes] = []
         append = msgs.append
         pos = start + 4

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 from . import wire
 from .channel import Channel
 from .errors import BackendError, ExitingError
+from .guid import GUIDFactory
 from .memqueue import MemoryQueue
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +43,7 @@ class Topic:
         self.nsqd = nsqd
         self.name = name
         self.ephemeral = wire.is_ephemeral(name)
+        self.guid = GUIDFactory(nsqd.opts.node_id)  # IDs per topic, as NSQ's topic.idFactory
         self.memory = MemoryQueue(nsqd.opts.mem_queue_size)
         self.lock = self.memory.lock
         # the pump waits on this; it is notified only when it has somewhere to deliver

@@ -79,3 +79,54 @@ def test_unique_across_threads():
         t.join(10)
     assert len(out) == 4 * 50 * 40
     assert len(set(out)) == len(out)
+
+
+def test_waiting_for_the_next_millisecond_holds_no_lock(monkeypatch):
+    """Issue 12 #4: a caller waiting for a fresh pseudo-millisecond must not block others.
+
+    The clock is held still, so the first caller has used up its slot and
+    waits; before the fix it waited holding the factory's lock (which was
+    shared by every topic of the node), so every publisher stalled with it.
+    """
+    frozen = [time.time_ns()]
+    fake_time = type("FrozenClock", (), {"time_ns": staticmethod(lambda: frozen[0]),
+                                         "sleep": staticmethod(time.sleep)})
+    monkeypatch.setattr(guid, "time", fake_time)
+    factory = guid.GUIDFactory(5)
+    result = []
+    waiter = threading.Thread(target=lambda: result.extend(factory.new_ids(guid.SEQUENCE_MAX + 10)),
+                              name="guid-waiter", daemon=True)
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while factory._sequence < guid.SEQUENCE_MAX and time.monotonic() < deadline:
+        time.sleep(0.005)
+    try:
+        assert waiter.is_alive(), "the frozen clock should keep the first caller waiting"
+        got = factory._lock.acquire(timeout=2.0)
+        assert got, "the factory's lock is held while waiting for the next pseudo-millisecond"
+        factory._lock.release()
+    finally:
+        frozen[0] += 1 << 21  # let the waiter through
+        waiter.join(10)
+    assert len(set(result)) == guid.SEQUENCE_MAX + 10
+
+
+def test_topics_have_their_own_id_factory(tmp_path):
+    """As NSQ (topic.idFactory): a huge MPUB drawing IDs on one topic never waits on another's."""
+    from nsqd_sync.nsqd import NSQD
+    from nsqd_sync.options import Options
+
+    opts = Options()
+    opts.data_path = str(tmp_path)
+    node = NSQD(opts)
+    a, b = node.get_topic("a"), node.get_topic("b")
+    try:
+        assert a.guid is not b.guid
+        assert a.guid.node_id == b.guid.node_id == opts.node_id
+    finally:
+        a.close(flush=False)
+        b.close(flush=False)
+
+
+def test_zero_ids():
+    assert guid.GUIDFactory(1).new_ids(0) == []
