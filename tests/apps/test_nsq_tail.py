@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import re
+import signal
+
+import pytest
 
 from tests.apps.conftest import channel_stats, publish, run_tool, topic_stats
 from tests.helpers import NodeProcess, http_request, wait_for
@@ -59,11 +62,12 @@ def test_via_lookupd(nsqd_factory, tmp_path, topic):
         lookupd.stop()
 
 
-def test_sigterm_stops_cleanly_and_requeues_nothing_lost(nsqd, topic, start_tool):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_and_requeues_nothing_lost(nsqd, topic, start_tool, sig):
     publish(nsqd, topic, [b"first"])
     p = start_tool("nsq_tail", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address, "--channel=c")
     wait_for(lambda: p.stdout() == b"first\n", timeout=20, message="first body printed")
-    assert p.stop() == 0
+    assert p.stop(sig) == 0
     assert "Traceback" not in p.stderr()
     c = channel_stats(nsqd, topic, "c")
     assert c["in_flight_count"] == 0 and c["depth"] == 0 and c["message_count"] == 1

@@ -75,3 +75,26 @@ def test_bad_command_lines_are_one_line_exit_2(nsqd):
         r = run_tool("to_nsq", *args)
         err = r.stderr.decode()
         assert r.returncode == 2 and err.count("\n") == 1 and text in err, (args, err)
+
+
+def test_sigterm_while_stdin_is_open_exits_0_after_publishing_what_it_read(nsqd, topic):
+    import subprocess
+
+    from tests.apps.conftest import tool_argv
+    from tests.helpers import wait_for
+
+    proc = subprocess.Popen(tool_argv("to_nsq", ["--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address]),
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"one\ntwo\n")
+        proc.stdin.flush()
+        wait_for(lambda: topic_stats(nsqd, topic).get("message_count") == 2, timeout=20, message="2 published")
+        proc.terminate()
+        assert proc.wait(20) == 0
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stdin.close()
+        proc.stderr.close()
