@@ -92,6 +92,7 @@ class Channel:
         self.clients: Dict[int, ChannelClient] = {}
         self.paused = False
         self.exiting = False
+        self._flushed = False  # close() took the memory queue: nothing may be added to it
         self.message_count = 0
         self.requeue_count = 0
         self.timeout_count = 0
@@ -106,14 +107,19 @@ class Channel:
     # ---------------------------------------------------------- putting messages
 
     def put_many(self, msgs: Sequence[bytes]) -> None:
-        """A batch of new messages from the topic (counted in message_count)."""
-        if self.exiting:
-            raise ExitingError("exiting")
+        """A batch of new messages from the topic (counted in message_count).
+
+        Raises ExitingError once the channel is closing: the check is made
+        under the channel lock, so a message is either in the queue before
+        close() takes it (and flushed with it) or refused.
+        """
         self._enqueue(msgs, new=True)
 
     def _enqueue(self, msgs: Sequence[bytes], new: bool = False) -> None:
         """Hand messages to waiting pumps first (round robin), then memory, then backend."""
         with self.lock:
+            if self.exiting and (new or self._flushed):
+                raise ExitingError("exiting")
             if new:
                 self.message_count += len(msgs)
             if self._waiters and not self.paused and self._hand_off_allowed:
@@ -170,10 +176,12 @@ class Channel:
             self._wake_all_locked()
 
     def put_deferred(self, data: bytes, delay: float) -> None:
-        """A message to become available after delay seconds (DPUB)."""
-        with self.lock:
+        """A message to become available after delay seconds (DPUB); ExitingError once closing."""
+        with self.lock:  # held while deferring (channel -> timer), so close() drains it or we refuse
+            if self.exiting:
+                raise ExitingError("exiting")
             self.message_count += 1
-        self.timer.defer(data, delay)
+            self.timer.defer(data, delay)
 
     # ---------------------------------------------------------- in flight (NSQ's names)
 
@@ -363,7 +371,11 @@ class Channel:
             c.join_pump(2.0)
         self.timer.stop()
         if flush:
-            held = self.memory.drain() + held + self.timer.drain()
+            with self.lock:
+                self._flushed = True
+                queued = self.memory.get_many_locked(len(self.memory))
+                deferred = self.timer.drain()
+            held = queued + held + deferred
             if held:
                 log.info("CHANNEL(%s:%s): flushing %d memory messages to backend",
                          self.topic_name, self.name, len(held))

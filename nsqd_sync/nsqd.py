@@ -65,6 +65,7 @@ class NSQD:
         self._client_ids = itertools.count(1)
         self._clients: Dict[int, ClientV2] = {}
         self._clients_lock = threading.Lock()
+        self._clients_gone = threading.Condition(self._clients_lock)  # a client was removed
         self._dir_lock_fd: Optional[int] = None
         self.health_error: Optional[str] = None
         self.tcp_server = None
@@ -164,6 +165,7 @@ class NSQD:
             if server is not None:
                 server.shutdown()
                 server.server_close()
+        self._close_clients()
         for listener in list(self.change_listeners):
             stop = getattr(listener, "stop", None)
             if stop is not None:
@@ -176,8 +178,6 @@ class NSQD:
                 topic.close(flush=True)
             except Exception:  # noqa: BLE001 - one topic's failure must not cost the others their data
                 log.exception("TOPIC(%s): failed to close", topic.name)
-        for client in self.client_list():
-            client.close_connection()
         try:
             from .diskqueue import stop_sync_thread
         except ImportError:  # pragma: no cover - diskqueue not built yet
@@ -188,6 +188,20 @@ class NSQD:
             t.join(2.0)
         self._unlock_data_dir()
         log.info("NSQ: bye")
+
+    def _close_clients(self, timeout: float = 5.0) -> None:
+        """Close every client connection and wait for its handler to finish, before the flush.
+
+        As NSQ's Exit (tcpServer.Close before the topics close): a command
+        being handled finishes first (its message is stored, or the publisher
+        gets E_PUB_FAILED), and a consumer's in-flight messages go back to
+        their channel, so the flush that follows writes them.
+        """
+        for client in self.client_list():
+            client.close_connection()
+        with self._clients_lock:
+            if not self._clients_gone.wait_for(lambda: not self._clients, timeout):
+                log.warning("NSQ: %d clients still closing after %.0fs", len(self._clients), timeout)
 
     def _lock_data_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY)
@@ -234,6 +248,7 @@ class NSQD:
     def remove_client(self, client: ClientV2) -> None:
         with self._clients_lock:
             self._clients.pop(client.id, None)
+            self._clients_gone.notify_all()
 
     def client_list(self) -> List[ClientV2]:
         with self._clients_lock:

@@ -86,8 +86,10 @@ class Topic:
             for channel in direct:
                 try:
                     channel.put_many(msgs)
-                except ExitingError:  # deleted under us: its messages go with it
-                    continue
+                except ExitingError:
+                    if self.exiting:  # the node is exiting: not stored, the publisher is told
+                        raise
+                    continue  # the channel was deleted under us: its messages go with it
             return
         if overflow:
             self.backend.put_many(overflow)
@@ -106,7 +108,11 @@ class Topic:
                 self._deferred.append((data, time.monotonic() + delay))
                 return
         for channel in direct:
-            channel.put_deferred(data, delay)
+            try:
+                channel.put_deferred(data, delay)
+            except ExitingError:
+                if self.exiting:
+                    raise
 
     # ------------------------------------------------------------ the pump
 
