@@ -1,8 +1,10 @@
 """Shared fixtures: real nodes on ephemeral loopback ports and raw V2 connections.
 
-* `nsqd_factory(*args, data_path=None)` starts an nsqd subprocess with extra
-  command-line args; `nsqd` is one default node.  Both are stopped with
-  SIGTERM at teardown (and the test fails if a node does not exit).
+* `nsqd`, `nsqd_factory(*args, data_path=None, **flags)`, `nsqlookupd` and
+  `nsq_cluster` come from the package's pytest plugin
+  (`nsqd_sync/testing/pytest_plugin.py`, loaded through its `pytest11` entry
+  point once the package is installed): nodes stopped with SIGTERM at
+  teardown, and the test fails if a node does not exit.
 * `nsqd_on_data_dir(*args)` starts nsqd nodes that all share one data dir
   (`.data_path`), for restart tests.
 * `start_node(kind, args)` starts nsqd/nsqlookupd nodes for cluster tests,
@@ -40,6 +42,14 @@ ALIVE_TOPIC = "nsq_sync_alive_check"
 def pytest_addoption(parser) -> None:
     parser.addoption("--reliability-long", action="store_true", default=False,
                      help="run tests/reliability at full length (more rounds, frames, clients)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the package's plugin if its entry point did not (a checkout run without install)."""
+    from nsqd_sync.testing import pytest_plugin
+
+    if not config.pluginmanager.is_registered(pytest_plugin):
+        config.pluginmanager.register(pytest_plugin, "nsq_sync")
 
 
 class Msg(NamedTuple):
@@ -175,28 +185,10 @@ def _stop_all(nodes: Sequence[NodeProcess]) -> None:
 
 
 @pytest.fixture
-def nsqd_factory(tmp_path_factory) -> Iterator[Callable[..., NodeProcess]]:
-    """start(*args, data_path=None, **NodeProcess kwargs) -> a running nsqd."""
-    nodes: List[NodeProcess] = []
-
-    def start(*args: str, data_path: Optional[str] = None, **kw) -> NodeProcess:
-        if data_path is None:
-            data_path = str(tmp_path_factory.mktemp("nsqd"))
-        node = NodeProcess("nsqd", args=[str(a) for a in args], data_path=data_path, **kw)
-        nodes.append(node)
-        return node
-
-    try:
-        yield start
-    finally:
-        _stop_all(nodes)
-
-
-@pytest.fixture
 def nsqd_on_data_dir(tmp_path) -> Iterator[Callable[..., NodeProcess]]:
     """start(*args, data_path=default dir) -> a running nsqd; all stopped at teardown.
 
-    Unlike `nsqd_factory`, every node gets the same default data dir
+    Unlike the plugin's `nsqd_factory`, every node gets the same default data dir
     (`nsqd_on_data_dir.data_path`), so starting again restarts on what the
     previous node left.
     """
@@ -214,12 +206,6 @@ def nsqd_on_data_dir(tmp_path) -> Iterator[Callable[..., NodeProcess]]:
         yield _start
     finally:
         _stop_all(nodes)
-
-
-@pytest.fixture
-def nsqd(nsqd_factory) -> NodeProcess:
-    """One nsqd with default options, for this test only."""
-    return nsqd_factory()
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,17 @@
 """Test helpers: start real servers on ephemeral loopback ports and talk to them.
 
-`NodeProcess` runs a command (`nsqd`, `nsqlookupd`, ...) as a subprocess with
-`--tcp-address=127.0.0.1:0 --http-address=127.0.0.1:0`, reads the
-`TCP: listening on` / `HTTP: listening on` lines from stderr the way client
-test harnesses do, and keeps draining stderr into a log file so the server
-never blocks on a full pipe.  Every wait has a deadline.
+`NodeProcess` (the package's one runner, `nsqd_sync.testing.process`, also
+behind the pytest plugin's fixtures) runs a command (`nsqd`, `nsqlookupd`,
+...) as a subprocess with `--tcp-address=127.0.0.1:0
+--http-address=127.0.0.1:0`, reads the `TCP: listening on` / `HTTP: listening
+on` lines from stderr the way client test harnesses do, and keeps draining
+stderr so the server never blocks on a full pipe.  Every wait has a deadline.
 """
 from __future__ import annotations
 
 import json
-import re
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -23,123 +20,15 @@ from collections import Counter
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from nsqd_sync import wire
+from nsqd_sync.addresses import split_host_port
+from nsqd_sync.testing.process import NodeProcess, NodeStartError, command_for  # noqa: F401
 
 if TYPE_CHECKING:
     from nsqd_sync.client import Message
 
-_LISTEN = re.compile(r"(TCP|HTTP|HTTPS): listening on (\S+)")
-
 
 def split_hostport(addr: str) -> Tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def command_for(name: str) -> List[str]:
-    """Run the package entry point with this interpreter (works without PATH)."""
-    module = {"nsqd": "nsqd_sync", "nsqlookupd": "nsqlookupd_sync", "nsqadmin": "nsqadmin_sync"}[name]
-    return [sys.executable, "-m", module]
-
-
-class NodeProcess:
-    """A server subprocess on ephemeral loopback ports."""
-
-    def __init__(self, name: str, args: Sequence[str] = (), data_path: Optional[str] = None,
-                 log_path: Optional[str] = None, start_timeout: float = 15.0,
-                 tcp: Optional[str] = "127.0.0.1:0", http: str = "127.0.0.1:0") -> None:
-        """`tcp=None` for a server with only an HTTP listener (nsqadmin)."""
-        self.name = name
-        self.listen = ("HTTP",) if tcp is None else ("TCP", "HTTP")
-        tcp_flag = [] if tcp is None else ["--tcp-address=" + tcp]
-        argv = command_for(name) + tcp_flag + ["--http-address=" + http]
-        if data_path is not None:
-            argv.append("--data-path=" + data_path)
-        argv.extend(args)
-        self.argv = argv
-        self.log_path = log_path
-        self.addresses: dict = {}
-        self.lines: List[str] = []
-        self._lines_lock = threading.Lock()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
-        self._stdout = threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True)
-        self._stdout.start()
-        self._ready = threading.Event()
-        self._stderr = threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True)
-        self._stderr.start()
-        if not self._ready.wait(start_timeout):
-            self.kill()
-            raise RuntimeError("%s did not start: %s" % (name, "".join(self.lines[-20:])))
-        if self.proc.poll() is not None and not self.listening():
-            raise RuntimeError("%s exited: %s" % (name, "".join(self.lines[-20:])))
-
-    def _drain(self, stream) -> None:
-        log = open(self.log_path, "a") if self.log_path else None
-        try:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace")
-                with self._lines_lock:
-                    self.lines.append(line)
-                    if len(self.lines) > 5000:
-                        del self.lines[:1000]
-                if log:
-                    log.write(line)
-                    log.flush()
-                m = _LISTEN.search(line)
-                if m:
-                    self.addresses[m.group(1)] = m.group(2)
-                    if self.listening():
-                        self._ready.set()
-        finally:
-            if log:
-                log.close()
-            self._ready.set()
-
-    def listening(self) -> bool:
-        """Every listener this server opens has logged its address."""
-        return all(kind in self.addresses for kind in self.listen)
-
-    @property
-    def tcp_port(self) -> int:
-        return split_hostport(self.addresses["TCP"])[1]
-
-    @property
-    def http_port(self) -> int:
-        return split_hostport(self.addresses["HTTP"])[1]
-
-    @property
-    def tcp_address(self) -> str:
-        return "127.0.0.1:%d" % self.tcp_port
-
-    @property
-    def http_address(self) -> str:
-        return "127.0.0.1:%d" % self.http_port
-
-    def log_text(self) -> str:
-        with self._lines_lock:
-            return "".join(self.lines)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                raise AssertionError("%s did not exit within %ss of signal %d" % (self.name, timeout, sig))
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def __enter__(self) -> "NodeProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.kill()
+    return split_host_port(addr)
 
 
 class BodyCollector:
