@@ -95,10 +95,18 @@ def _utils(v: Dict[str, Any], rep: Reporter) -> None:
     bench_utils(v, rep)
 
 
+def _startup(v: Dict[str, Any], rep: Reporter) -> None:
+    from .node import node_command, split_args
+    from .startup import bench_startup
+
+    bench_startup(node_command(v["nsqd_path"]), split_args(v["nsqd_args"]), v["runs"], rep)
+
+
 BODIES: Dict[str, Callable[[Dict[str, Any], Reporter], None]] = {
     "writer": _writer, "reader": _reader, "pubsub": _pubsub, "single": _single,
     "latency": _latency, "memory": _memory, "topics": _topics, "all": _all, "admin": _admin,
     "utils": _utils,
+    "startup": _startup,
 }
 
 

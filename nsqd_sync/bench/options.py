@@ -162,6 +162,11 @@ MEMORY = [
     Flag("steps", "int", 10, "RSS samples while queueing with --overflow", validate=_at_least(1)),
 ]
 
+STARTUP = [
+    _nsqd_path(), _node_args(),
+    Flag("runs", "int", 20, "nodes to start and stop, one after the other", validate=_at_least(1)),
+]
+
 TOPICS = [_address(), _http_address(), _topic("topics_bench"), _channel(), _size(), _batch(),
           _runfor(), _workers(), _topic_counts()]
 
@@ -218,6 +223,7 @@ SUBCOMMANDS: Dict[str, List[Flag]] = {
     "writer": WRITER, "reader": READER, "pubsub": PUBSUB, "single": SINGLE,
     "latency": LATENCY, "memory": MEMORY, "topics": TOPICS, "all": ALL, "admin": ADMIN,
     "utils": UTILS,
+    "startup": STARTUP,
 }
 
 SUMMARIES: Dict[str, str] = {
@@ -231,6 +237,7 @@ SUMMARIES: Dict[str, str] = {
     "all": "start a node and run everything as one table (--against: side by side)",
     "admin": "build a cluster (5 nodes x 500 topics x 2 channels) and time nsqadmin's pages",
     "utils": "nsq_tail, to_nsq and nsq_to_file drain/publish rates (--against: NSQ's tools)",
+    "startup": "start nodes as the pytest fixtures do; time to listening, to /ping OK, to exit",
 }
 
 GROUPS = ["writer", "reader", "pubsub", "single", "latency", "memory", "overflow", "topics"]

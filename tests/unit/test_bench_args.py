@@ -87,7 +87,7 @@ def test_bad_flags_exit_2(name, argv, capsys):
 
 def test_every_subcommand_has_flags_and_a_body():
     assert set(SUBCOMMANDS) == {"writer", "reader", "pubsub", "single", "latency", "memory",
-                                "topics", "all", "admin", "utils"}
+                                "topics", "all", "admin", "utils", "startup"}
     assert set(cli.BODIES) == set(SUBCOMMANDS)
 
 
