@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from .errors import go_quote
 from .flags import Flag, FlagError, default_hostname, check_log_level, non_negative, positive
 
 
@@ -27,6 +28,17 @@ def _node_id(value: int) -> Optional[str]:
 
 def _deflate_level(value: int) -> Optional[str]:
     return None if 1 <= value <= 9 else "must be in range [1,9]"
+
+
+#: what nsqd 1.3.0's tlsMinVersionOption takes (any case; "" keeps the default). It
+#: lists ssl3.0 in its help but refuses it, as an insecure protocol: so do we.
+TLS_MIN_VERSIONS = ("tls1.0", "tls1.1", "tls1.2", "tls1.3")
+
+
+def _tls_min_version(value: str) -> Optional[str]:
+    if value == "" or value.lower() in TLS_MIN_VERSIONS:
+        return None
+    return "unknown tlsVersionOption %s (tls1.0, tls1.1, tls1.2 or tls1.3)" % go_quote(value)
 
 
 def _percentiles(values: List[float]) -> Optional[str]:
@@ -91,11 +103,11 @@ FLAGS: List[Flag] = [
          "maximum client configurable size (in bytes) for a client output buffer", validate=positive),
     Flag("max-output-buffer-timeout", "duration", 30.0,
          "maximum client configurable duration of time between flushing to a client", validate=positive),
-    Flag("max-rdy-count", "int", 2500, "maximum RDY count for a client", validate=positive),
+    Flag("max-rdy-count", "int", 2500, "maximum RDY count for a client"),  # any int64, as nsqd
     Flag("max-req-timeout", "duration", 3600.0, "maximum requeuing timeout for a message",
          validate=non_negative),
-    Flag("mem-queue-size", "int", 10000, "number of messages to keep in memory (per topic/channel)",
-         validate=non_negative),
+    # any int64, as nsqd's parser; below 0 means 0 (no memory queue: nsqd 1.3.0 panics on it)
+    Flag("mem-queue-size", "int", 10000, "number of messages to keep in memory (per topic/channel)"),
     Flag("min-output-buffer-timeout", "duration", 0.025,
          "minimum client configurable duration of time between flushing to a client",
          validate=non_negative),
@@ -125,12 +137,13 @@ FLAGS: List[Flag] = [
     Flag("sync-timeout", "duration", 2.0, "duration of time per diskqueue fsync", validate=positive),
     Flag("tcp-address", "str", "0.0.0.0:4150", "<addr>:<port> to listen on for TCP clients"),
     Flag("tls-cert", "str", "", "path to certificate file", metavar="FILE"),
-    Flag("tls-client-auth-policy", "str", "", "client certificate auth policy ('require' or 'require-verify')",
-         choices=("", "require", "require-verify")),
+    # free text as in nsqd: "require"/"require-verify" pick a policy, any other non-empty
+    # value asks for no client certificate but still implies --tls-required
+    Flag("tls-client-auth-policy", "str", "", "client certificate auth policy ('require' or 'require-verify')"),
     Flag("tls-key", "str", "", "path to key file", metavar="FILE"),
     Flag("tls-min-version", "str", "tls1.0",
          "minimum SSL/TLS version acceptable ('ssl3.0', 'tls1.0', 'tls1.1', 'tls1.2' or 'tls1.3')",
-         choices=("ssl3.0", "tls1.0", "tls1.1", "tls1.2", "tls1.3")),
+         validate=_tls_min_version),
     Flag("tls-required", "bool", False, "require TLS for client connections (true, false, tcp-https)",
          extra_bool_values=("tcp-https",)),
     Flag("tls-root-ca-file", "str", "", "path to certificate authority file", metavar="FILE"),
@@ -239,6 +252,10 @@ class Options:
         if self.max_msg_size > self.max_body_size:
             raise FlagError("--max-msg-size (%d) must not exceed --max-body-size (%d)"
                             % (self.max_msg_size, self.max_body_size))
+        # nsqd's own normalizations: "" is the default, names in any case, negative queue = none
+        self.tls_min_version = self.tls_min_version.lower() or "tls1.0"
+        if self.mem_queue_size < 0:
+            self.mem_queue_size = 0
         # --tls-required without a certificate is refused at start-up (exit 1), as nsqd does
         if bool(self.tls_cert) != bool(self.tls_key):
             raise FlagError("--tls-cert and --tls-key must be given together")
