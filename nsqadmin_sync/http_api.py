@@ -1,16 +1,10 @@
-"""nsqadmin's HTTP server: NSQ's JSON API, the server-rendered pages and their forms.
+"""nsqadmin's HTTP server: NSQ's JSON API and the server-rendered pages.
 
 Routing, the JSON/error envelope and request bodies come from
-`nsqd_sync.http_base`.  The JSON endpoints answer what the real nsqadmin
-1.3.0 answers (Go: nsqadmin/http.go); the pages (`pages.py`) are HTML built
-on the server, readable with JavaScript off.
-
-Safety beyond NSQ: every request that changes something (POST, PUT,
-DELETE) is refused with 403 `CROSS_SITE_REQUEST_FORBIDDEN` when a browser
-says it comes from another site (an `Origin` or `Referer` whose host is not
-this server's); scripts that send neither keep working.  With --admin-user,
-only those users (named by --acl-http-header) may act: everyone else gets
-403 `FORBIDDEN` from the action endpoints and pages without the buttons.
+`nsqd_sync.http_base`.  The read endpoints answer what the real nsqadmin
+1.3.0 answers (Go: nsqadmin/http.go); the actions and their checks
+(cross-site, --admin-user) are in actions.py; the pages' data and
+templates in pages.py.
 """
 from __future__ import annotations
 
@@ -22,16 +16,15 @@ import os
 import posixpath
 import socket
 from http.server import ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from urllib.parse import urlencode
 
 from nsqd_sync.http_base import HTTPError, NSQHTTPHandler
 from nsqd_sync.http_client import HTTPClientError
-from nsqd_sync.wire import is_valid_channel_name, is_valid_topic_name
 
 from . import pages
-from .clusterinfo import ClusterError, PartialError, TopicStats, search_producers
-from .notify import admin_action, basic_auth_user
+from .actions import MAX_BODY, ActionRoutes, maybe_warn
+from .clusterinfo import ClusterError, TopicStats, search_producers
 
 if TYPE_CHECKING:  # pragma: no cover
     from .nsqadmin import NSQAdmin
@@ -39,12 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
-MAX_BODY = 1024 * 1024
-
-
-def maybe_warn(messages: List[str]) -> str:
-    """NSQ's maybeWarnMsg."""
-    return "WARNING: " + "; ".join(messages) if messages else ""
 
 
 def join_base(base: str, p: str) -> str:
@@ -105,7 +92,7 @@ class NSQAdminHTTPServer(ThreadingHTTPServer):
         t.start()
 
 
-class NSQAdminHandler(NSQHTTPHandler):
+class NSQAdminHandler(ActionRoutes, NSQHTTPHandler):
     """One HTTP connection to nsqadmin."""
 
     server: NSQAdminHTTPServer
@@ -116,62 +103,6 @@ class NSQAdminHandler(NSQHTTPHandler):
         return self.server.admin
 
     # ------------------------------------------------------------ request helpers
-
-    def header(self, name: str) -> str:
-        return self.headers.get(name) or ""
-
-    def is_admin(self) -> bool:
-        """NSQ's isAuthorizedAdminRequest."""
-        opts = self.admin.opts
-        if not opts.admin_user:
-            return True
-        return self.header(opts.acl_http_header) in opts.admin_user
-
-    def is_cross_site(self) -> bool:
-        """A browser request from another site (Origin/Referer host differs from ours)."""
-        host = (self.header("X-Forwarded-Host") or self.header("Host")).split(",")[0].strip().lower()
-        if self.header("Sec-Fetch-Site").lower() == "cross-site":
-            return True
-        origin = self.header("Origin")
-        if origin:
-            if origin == "null":
-                return True
-            return urlsplit(origin).netloc.lower() != host
-        referer = self.header("Referer")
-        if referer:
-            return urlsplit(referer).netloc.lower() != host
-        return False
-
-    def require_action_allowed(self) -> None:
-        """403 for cross-site requests and (with --admin-user) non-admins."""
-        if self.is_cross_site():
-            log.warning("refused cross-site %s %s (Origin %r, Referer %r)", self.command, self.path,
-                        self.header("Origin"), self.header("Referer"))
-            raise HTTPError(403, "CROSS_SITE_REQUEST_FORBIDDEN")
-        if not self.is_admin():
-            raise HTTPError(403, "FORBIDDEN")
-
-    def json_body(self, fields: Tuple[str, ...], error: Optional[str] = None) -> Dict[str, str]:
-        """The body as Go's json.Decoder would fill a struct of string fields.
-
-        A decode error is 400 with Go's error text (or `error` if given).
-        """
-        data = self.read_body(MAX_BODY)
-        try:
-            return decode_struct(data, fields)
-        except ValueError as e:
-            raise HTTPError(400, error or str(e)) from None
-
-    def notify(self, action: str, topic: str, channel: str = "", node: str = "") -> None:
-        notifier = self.admin.notifier
-        if notifier is None:
-            return
-        scheme = "https" if self.header("X-Scheme") == "https" else "http"
-        url = "%s://%s%s" % (scheme, self.header("Host"), self.path)
-        notifier.notify(admin_action(
-            action, topic, channel, node, user=basic_auth_user(self.headers.get("Authorization")),
-            remote_ip="%s:%s" % tuple(self.client_address[:2]), user_agent=self.header("User-Agent"),
-            url=url, via=self.admin.hostname))
 
     def upstream(self, what: str, result: Tuple[Any, ...], messages: List[str]) -> Any:
         """Unpack (value..., partial) and record a partial error's text."""
@@ -238,17 +169,7 @@ class NSQAdminHandler(NSQHTTPHandler):
         if self.get_param(params, "inactive") == "true":
             inactive: Dict[str, Any] = {}
             if self.lookupds:
-                for name in topics or []:
-                    try:
-                        producers, _ = ci.get_lookupd_topic_producers(name, self.lookupds)
-                    except ClusterError:
-                        producers = []
-                    if not producers:
-                        try:
-                            channels, _ = ci.get_lookupd_topic_channels(name, self.lookupds)
-                        except ClusterError:
-                            channels = None
-                        inactive[name] = channels
+                inactive = ci.get_lookupd_inactive_topics(topics or [], self.lookupds)
             self.send_json(200, {"topics": dict(sorted(inactive.items())), "message": maybe_warn(messages)})
             return
         self.send_json(200, {"topics": topics, "message": maybe_warn(messages)})
@@ -412,80 +333,6 @@ class NSQAdminHandler(NSQHTTPHandler):
         else:
             self.send_json(200, value)
 
-    # ------------------------------------------------------------ JSON API: actions
-
-    def action_create(self) -> None:
-        self.require_action_allowed()
-        body = self.json_body(("topic", "channel"))
-        messages = self.do_create(body["topic"], body["channel"])
-        self.send_json(200, {"message": maybe_warn(messages)})
-
-    def do_create(self, topic: str, channel: str) -> List[str]:
-        if not is_valid_topic_name(topic):
-            raise HTTPError(400, "INVALID_TOPIC")
-        if channel and not is_valid_channel_name(channel):
-            raise HTTPError(400, "INVALID_CHANNEL")
-        errors = self.call_upstream("create topic/channel", self.admin.ci.create_topic_channel,
-                                    topic, channel, self.lookupds, self.nsqds)
-        self.notify("create_topic", topic)
-        if channel:
-            self.notify("create_channel", topic, channel)
-        return self.partial_messages(errors)
-
-    def partial_messages(self, errors: List[Exception]) -> List[str]:
-        if not errors:
-            return []
-        partial = PartialError(errors)
-        log.warning("%s", partial)
-        return [str(partial)]
-
-    def action_topic_channel(self, topic: str, channel: str) -> None:
-        self.require_action_allowed()
-        action = self.json_body(("action",))["action"]
-        messages = self.do_action(action, topic, channel)
-        self.send_json(200, {"message": maybe_warn(messages)})
-
-    def do_action(self, action: str, topic: str, channel: str) -> List[str]:
-        """pause / unpause / empty on every node with the topic (NSQ's topicChannelAction)."""
-        if action not in ("pause", "unpause", "empty"):
-            raise HTTPError(400, "INVALID_ACTION")
-        self.notify("%s_%s" % (action, "channel" if channel else "topic"), topic, channel)
-        errors = self.call_upstream("%s topic/channel" % action, self.admin.ci.topic_channel_action,
-                                    action, topic, channel, self.lookupds, self.nsqds)
-        return self.partial_messages(errors)
-
-    def action_delete_topic(self, topic: str) -> None:
-        self.require_action_allowed()
-        self.send_json(200, {"message": maybe_warn(self.do_delete(topic, ""))})
-
-    def action_delete_channel(self, topic: str, channel: str) -> None:
-        self.require_action_allowed()
-        self.send_json(200, {"message": maybe_warn(self.do_delete(topic, channel))})
-
-    def do_delete(self, topic: str, channel: str) -> List[str]:
-        ci = self.admin.ci
-        if channel:
-            errors = self.call_upstream("delete channel", ci.delete_channel, topic, channel,
-                                        self.lookupds, self.nsqds)
-            self.notify("delete_channel", topic, channel)
-        else:
-            errors = self.call_upstream("delete topic", ci.delete_topic, topic, self.lookupds, self.nsqds)
-            self.notify("delete_topic", topic)
-        return self.partial_messages(errors)
-
-    def action_tombstone(self, node: str) -> None:
-        self.require_action_allowed()
-        topic = self.json_body(("topic",), error="INVALID_BODY")["topic"]
-        self.send_json(200, {"message": maybe_warn(self.do_tombstone(topic, node))})
-
-    def do_tombstone(self, topic: str, node: str) -> List[str]:
-        if not is_valid_topic_name(topic):
-            raise HTTPError(400, "INVALID_TOPIC")
-        errors = self.call_upstream("tombstone node for topic", self.admin.ci.tombstone_node_for_topic,
-                                    topic, node, self.lookupds)
-        self.notify("tombstone_topic_producer", topic, "", node)
-        return self.partial_messages(errors)
-
     # ------------------------------------------------------------ pages
 
     def page_index(self) -> None:
@@ -531,90 +378,3 @@ class NSQAdminHandler(NSQHTTPHandler):
                           "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                                                      "style-src 'self'; script-src 'self'; "
                                                      "frame-ancestors 'none'; form-action 'self'"})
-
-    def form_action(self) -> None:
-        """An action posted by a page's form (JavaScript off): confirm, act, redirect back."""
-        try:
-            self.require_action_allowed()
-        except HTTPError as e:
-            self.send_html(403, "error.html", {"title": "Forbidden", "error": e.message})
-            return
-        form = parse_qs(self.read_body(MAX_BODY).decode("utf-8", "replace"), keep_blank_values=True)
-        field = lambda k: (form.get(k) or [""])[0]  # noqa: E731
-        action = field("action")
-        topic = self.params.get("topic") or field("topic")
-        channel = self.params.get("channel") or field("channel")
-        node = self.params.get("node", "")
-        back = self.path.partition("?")[0]
-        if action in pages.CONFIRM_ACTIONS and field("confirm") != "1":
-            self.send_html(200, "confirm.html", pages.confirm_context(self, action, topic, channel, node, back))
-            return
-        try:
-            if action in ("pause", "unpause", "empty"):
-                messages = self.do_action(action, topic, channel)
-            elif action == "delete":
-                messages = self.do_delete(topic, channel)
-                back = pages.link(self, "topics", topic) if channel else pages.link(self)
-            elif action == "tombstone":
-                messages = self.do_tombstone(topic, node)
-            elif action == "create":
-                messages = self.do_create(topic.strip(), channel.strip())
-            else:
-                raise HTTPError(400, "INVALID_ACTION")
-        except HTTPError as e:
-            self.send_html(e.status, "error.html", {"title": "Action failed", "error": e.message})
-            return
-        target = back + ("?" + urlencode({"message": maybe_warn(messages)}) if messages else "")
-        self._send(303, b"", None, nsq_header=False, location=target)
-
-
-def decode_struct(data: bytes, fields: Tuple[str, ...]) -> Dict[str, str]:
-    """Decode a JSON object into string fields as Go's json.Decoder does (errors in Go's words)."""
-    text = data.decode("utf-8", "replace").lstrip(" \t\r\n")
-    if not text:
-        raise ValueError("EOF")
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text)
-    except json.JSONDecodeError as e:
-        if e.pos >= len(text.rstrip()):
-            raise ValueError("unexpected EOF") from None
-        ch = text[e.pos]
-        raise ValueError("invalid character %s looking for beginning of value" % _go_char(ch)) from None
-    out = {f: "" for f in fields}
-    if value is None:
-        return out
-    if not isinstance(value, dict):
-        raise ValueError("json: cannot unmarshal %s into Go value of type struct" % _go_kind(value))
-    for f in fields:
-        key = f if f in value else next((k for k in value if k.lower() == f), None)
-        if key is None or value[key] is None:
-            continue
-        if not isinstance(value[key], str):
-            raise ValueError("json: cannot unmarshal %s into Go struct field .%s of type string"
-                             % (_go_kind(value[key]), f))
-        out[f] = value[key]
-    return out
-
-
-def _go_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _go_char(ch: str) -> str:
-    if ch == "'":
-        return "'\\''"
-    if ch.isprintable():
-        return "'%s'" % ch
-    return "'\\x%02x'" % ord(ch) if ord(ch) < 0x80 else "'\\u%04x'" % ord(ch)
-
-
-def page_url_quote(text: str) -> str:
-    return quote(text, safe="")

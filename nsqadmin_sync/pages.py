@@ -368,14 +368,11 @@ def lookup_page(h: "NSQAdminHandler") -> Page:
             _warn(messages, partial)
         except ClusterError as e:
             return _failed("lookup", "Lookup", e)
+        channels_of = ci.get_lookupd_channels_of(names or [], opts.lookupd_http_address)
         for name in names or []:
-            try:
-                channels, partial = ci.get_lookupd_topic_channels(name, opts.lookupd_http_address)
-            except ClusterError as e:
-                messages.append(str(e))
-                channels = []
             rows.append({"name": name, "href": link(h, "topics", name),
-                         "channels": [{"name": c, "href": link(h, "topics", name, c)} for c in channels or []]})
+                         "channels": [{"name": c, "href": link(h, "topics", name, c)}
+                                      for c in channels_of[name] or []]})
     return 200, "lookup.html", {"section": "lookup", "title": "Lookup", "messages": messages,
                                 "topics": rows, "lookupds": list(opts.lookupd_http_address),
                                 "nsqds": list(opts.nsqd_http_address),

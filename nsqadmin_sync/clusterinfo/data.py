@@ -224,6 +224,29 @@ class ClusterInfo:
                     producers.append(p)
         return producers, partial
 
+    def _per_topic(self, topics: Sequence[str], lookupds: Sequence[str], endpoint: str) -> Dict[str, List[Any]]:
+        """One flat fan-out of `endpoint?topic=T` over every (topic, lookupd); answers per topic."""
+        pairs = [(t, a) for t in topics for a in lookupds]
+        results, _ = self.fan_out(lambda pair: self.get_v1(_url(pair[1], "%s?topic=%s" % (endpoint, _q(pair[0])))),
+                                  pairs)
+        out: Dict[str, List[Any]] = {t: [] for t in topics}
+        for (topic, _), resp in results:
+            out[topic].append(resp)
+        return out
+
+    def get_lookupd_inactive_topics(self, topics: Sequence[str], lookupds: Sequence[str]
+                                    ) -> Dict[str, Optional[List[str]]]:
+        """Topics no lookupd lists a producer for, with their channels (NSQ's ?inactive=true)."""
+        lookups = self._per_topic(topics, lookupds, "/lookup")
+        inactive = [t for t in topics if not any(_get(r, "producers") for r in lookups[t])]
+        return self.get_lookupd_channels_of(inactive, lookupds)
+
+    def get_lookupd_channels_of(self, topics: Sequence[str], lookupds: Sequence[str]
+                                ) -> Dict[str, Optional[List[str]]]:
+        """{topic: sorted channels (None if none)} from every lookupd, in one fan-out."""
+        answers = self._per_topic(topics, lookupds, "/channels")
+        return {t: sorted({c for r in answers[t] for c in _get(r, "channels")}) or None for t in topics}
+
     # ------------------------------------------------------------ nsqd queries
 
     def get_nsqd_topics(self, nsqds: Sequence[str]) -> Tuple[Optional[List[str]], Optional[PartialError]]:

@@ -64,8 +64,6 @@ def test_ping_and_unknown_paths(cluster):
 
 
 def test_topics_nodes_topic_channel_and_counter_shapes(cluster, consumers):
-    from nsqd_sync.client import Consumer  # noqa: F401 - the fixture makes them
-
     cluster.make_topic("adm_shapes", ["c1", "c2"], messages=3)
     consumer = consumers("adm_shapes", "c1", lambda m: None, client_id="shape-client",
                          nsqd_tcp_addresses=[n.tcp_address for n in cluster.nodes], max_in_flight=10)

@@ -10,7 +10,8 @@ import pytest
 from nsqadmin_sync.clusterinfo.data import go_quote
 from nsqadmin_sync.clusterinfo.types import (ChannelStats, E2eProcessingLatencyAggregate, TopicStats,
                                              parse_version)
-from nsqadmin_sync.http_api import build_routes, decode_struct, join_base
+from nsqadmin_sync.actions import decode_struct
+from nsqadmin_sync.http_api import build_routes, join_base
 from nsqadmin_sync.notify import admin_action, basic_auth_user
 from nsqadmin_sync.options import FLAGS, Options, normalize_base_path
 from nsqadmin_sync.render import Markup, Renderer, TemplateError
