@@ -159,6 +159,25 @@ def test_all_prints_one_table(capsys):
     assert re.search(r"^RSS growth/msg overflowing to disk\s+B\s+-\s+lower$", out, re.M), out
 
 
+def test_admin_times_our_nsqadmin_over_a_small_cluster(capsys):
+    out = run_main(capsys, ["admin", "--nodes=2", "--topics=3", "--channels=2", "--rounds=1",
+                            "--requests=2", "--parallel=4"])
+    assert "cluster: 1 nsqlookupd, 2 nsqd x 3 topics x 2 channels" in out, out
+    assert "ours:" in out and "theirs" not in out
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"^(GET \S+|topic \w+ with its data)\s+([0-9.]+)$", line)
+        if m:
+            rows[m.group(1)] = float(m.group(2))
+    assert set(rows) == {"GET /", "GET /topics/:topic", "GET /api/topics/:topic",
+                         "GET /api/topics", "topic list with its data",
+                         "topic page with its data"}, out
+    assert all(ms > 0 for ms in rows.values()), rows
+    # our pages carry their data in the HTML: no API call is added to them
+    assert "ours: index has its data in the HTML, topic has its data in the HTML" in out, out
+    assert rows["topic page with its data"] == rows["GET /topics/:topic"]
+
+
 def _children(pid: int) -> List[int]:
     out = []
     for task in os.listdir("/proc/%d/task" % pid):
