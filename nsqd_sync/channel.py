@@ -106,17 +106,24 @@ class Channel:
 
     # ---------------------------------------------------------- putting messages
 
-    def put_many(self, msgs: Sequence[bytes]) -> None:
+    def put_many(self, msgs: Sequence[bytes], held: bool = False) -> None:
         """A batch of new messages from the topic (counted in message_count).
 
         Raises ExitingError once the channel is closing: the check is made
         under the channel lock, so a message is either in the queue before
-        close() takes it (and flushed with it) or refused.
+        close() takes it (and flushed with it) or refused.  A publisher's
+        batch raises BackendError if the backend cannot take it; a `held`
+        batch (the topic's pump: already accepted) is kept in memory instead.
         """
-        self._enqueue(msgs, new=True)
+        self._enqueue(msgs, new=True, held=held)
 
-    def _enqueue(self, msgs: Sequence[bytes], new: bool = False) -> None:
-        """Hand messages to waiting pumps first (round robin), then memory, then backend."""
+    def _enqueue(self, msgs: Sequence[bytes], new: bool = False, held: bool = True) -> None:
+        """Hand messages to waiting pumps first (round robin), then memory, then backend.
+
+        Messages the node already holds (new=False: requeued, timed out,
+        deferred and due; or held=True) are never dropped: if the backend
+        fails (disk full) they stay in memory past --mem-queue-size.
+        """
         with self.lock:
             if self.exiting and (new or self._flushed):
                 raise ExitingError("exiting")
@@ -128,7 +135,16 @@ class Channel:
                     return
             taken = self.memory.put_many_locked(msgs)
         if taken < len(msgs):
-            self.backend.put_many(msgs[taken:] if taken else msgs)
+            rest = msgs[taken:] if taken else msgs
+            try:
+                self.backend.put_many(rest)
+            except BackendError as e:
+                if new and not held:
+                    raise  # a publisher's message: E_PUB_FAILED
+                log.error("CHANNEL(%s:%s): failed to write %d messages to backend, keeping them in memory - %s",
+                          self.topic_name, self.name, len(rest), e)
+                with self.lock:
+                    self.memory.put_all_locked(rest)
             self.wake_takers()
 
     def _hand_off(self, msgs: Sequence[bytes]) -> Sequence[bytes]:

@@ -66,6 +66,11 @@ class MemoryQueue(queue.Queue):
         self._items.extendleft(reversed(items))
         self.not_empty.notify()
 
+    def put_all_locked(self, items: Sequence[bytes]) -> None:
+        """Append every item even past capacity (lock held): messages the node must not drop."""
+        self._items.extend(items)
+        self.not_empty.notify()
+
     def clear_locked(self) -> None:
         self._items.clear()
 

@@ -157,7 +157,7 @@ class Topic:
         for channel in channels:
             try:
                 if batch:
-                    channel.put_many(batch)
+                    channel.put_many(batch, held=True)  # taken from the topic: kept even if the disk fails
                 for data, due in deferred:
                     channel.put_deferred(data, max(due - now, 0.0))
             except ExitingError:
