@@ -353,12 +353,11 @@ class ProtocolV2:
                 time.sleep(0.001)
                 continue
             except OverflowError:
-                raise fatal("E_TOO_MANY_CHANNEL_CONSUMERS",
-                            "channel consumers for %s:%s exceeds limit of %d"
+                raise fatal("E_SUB_FAILED", "SUB failed consumers for %s:%s exceeds limit of %d"
                             % (topic_name, channel_name, self.opts.max_channel_consumers)) from None
             break
         else:
-            raise fatal("E_SUB_FAILED", "SUB failed to join channel %s:%s" % (topic_name, channel_name))
+            raise fatal("E_SUB_FAILED", "SUB failed to deleted topic/channel")  # nsqd 1.3.0's words
         client.subscribe(channel)
         # answer OK before any message can follow it on the wire
         self._out.append(wire.OK_FRAME)

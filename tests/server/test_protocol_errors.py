@@ -12,6 +12,7 @@ import pytest
 
 from nsqd_sync import wire
 from tests.conftest import body_frame
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -350,3 +351,22 @@ def test_mpub_short_body_is_refused(shared_nsqd, conns, topic, body, error):
     conn.expect_error(error, fatal=True)
     conns(shared_nsqd).pub(topic, b"marker")
     assert consumer.message().body == b"marker"  # nothing of the refused MPUB was published
+
+
+def test_sub_beyond_max_channel_consumers_is_sub_failed(nsqd_factory, conns):
+    """nsqd 1.3.0: E_SUB_FAILED with the limit in the text (there is no E_TOO_MANY_... code)."""
+    node = nsqd_factory("--max-channel-consumers=1")
+    first = conns(node)
+    first.sub("limited", "c")
+    second = conns(node)
+    second.send("SUB limited c")
+    second.expect_error("E_SUB_FAILED SUB failed consumers for limited:c exceeds limit of 1")
+    conns(node).sub("limited", "other")  # the limit is per channel
+    first.sock.close()
+
+    def room() -> bool:  # once the first consumer is gone there is room again
+        c = conns(node)
+        c.send("SUB limited c")
+        return c.next_frame() == OK
+
+    wait_for(room, timeout=10, message="a free consumer slot")
