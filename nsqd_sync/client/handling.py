@@ -197,6 +197,38 @@ class HandlingMixin:
         self._count("finished" if success else "requeued", 1)
         self._backoff_signal(True if success else (False if backoff else None))
 
+    def finish_many(self, msgs: List[Message]) -> None:
+        """FIN messages answered later (`enable_async()`), one write per connection.
+
+        For handlers that batch (e.g. write a batch to disk, then finish it);
+        messages already answered are skipped.
+        """
+        self._answer_many(msgs, True, 0, False)
+
+    def requeue_many(self, msgs: List[Message], delay_ms: Optional[int] = None,
+                     backoff: bool = True) -> None:
+        """REQ messages answered later, one write per connection (see `Message.requeue`)."""
+        self._answer_many(msgs, False, delay_ms, backoff)
+
+    def _answer_many(self, msgs: List[Message], success: bool, delay_ms: Optional[int],
+                     backoff: bool) -> None:
+        with self._respond_lock:
+            todo = [m for m in msgs if not m._responded]
+            for m in todo:
+                m._responded = True
+        if not todo:
+            return
+        pending: Dict[_ConsumerConn, List[bytes]] = {}
+        for msg in todo:
+            cmd = self._command_for(msg, success, delay_ms)
+            cmds = pending.get(msg._conn)
+            if cmds is None:
+                pending[msg._conn] = [cmd]
+            else:
+                cmds.append(cmd)
+        self._flush(pending)
+        self._backoff_signal(True if success else (False if backoff else None))
+
     def _touch(self, msg: Message) -> None:
         cc = msg._conn
         if cc is None or cc.closed:
