@@ -11,4 +11,7 @@ TOOLS = {
     "nsq_tail": "nsqd_sync.apps.nsq_tail",
     "to_nsq": "nsqd_sync.apps.to_nsq",
     "nsq_stat": "nsqd_sync.apps.nsq_stat",
+    "nsq_to_file": "nsqd_sync.apps.nsq_to_file",
+    "nsq_to_http": "nsqd_sync.apps.nsq_to_http",
+    "nsq_to_nsq": "nsqd_sync.apps.nsq_to_nsq",
 }

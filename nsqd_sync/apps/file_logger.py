@@ -461,6 +461,22 @@ class FileLogger:
         self._fd = fd
         self._path = path
         self.filesize = size
+        if size > 0 and not (opts.gzip or opts.rotate_interval > 0):
+            self._end_partial_line(path, size)
+
+    def _end_partial_line(self, path: str, size: int) -> None:
+        """Appending to a file a killed run left with a partial last line: end that line
+        first, so the messages written now (and the redelivered ones) stay whole lines."""
+        try:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                last = f.read(1)
+            if last != b"\n":
+                logger.warning("[%s] %s ends with a partial line; starting a new line", self.name, path)
+                _write_all(self._fd, b"\n")
+                self.filesize += 1
+        except OSError as e:
+            raise self._fatal("unable to read %s: %s" % (path, e)) from None
 
     def _makedirs_for(self, path: str) -> None:
         directory = os.path.dirname(path)

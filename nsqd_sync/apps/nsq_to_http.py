@@ -45,7 +45,8 @@ FLAGS: List[Flag] = [
     Flag("mode", "str", "hostpool",
          "the upstream request mode options: round-robin, hostpool (default), epsilon-greedy",
          metavar="MODE", choices=MODES),
-    Flag("sample", "float", 1.0, "% of messages to publish (float b/w 0 -> 1)", validate=_sample),
+    Flag("sample", "float", 1.0, "% of messages to publish (float b/w 0 -> 1)", validate=_sample,
+         default_text="1"),
     common.http_client_connect_timeout_flag(2.0),
     common.http_client_request_timeout_flag(20.0),
     Flag("status-every", "int", 250,
@@ -152,7 +153,7 @@ class NSQToHTTP(common.App):
         resp.close()
         ok = status == 200 if self.get_mode else 200 <= status < 300
         if not ok:
-            raise PublishError("got status code %d" % status)
+            raise PublishError("%s %s - got status code %d" % (method, address, status))
 
     def handle(self, msg: Any) -> Optional[bool]:
         sample = self.values["sample"]
@@ -165,9 +166,8 @@ class NSQToHTTP(common.App):
             self.publish(address, msg.body)
         except PublishError as e:
             self.destinations.mark(address, False)
-            logger.warning("[%s/%s] message %s (attempt %d) to %s: %s", self.values["topic"],
-                           self.values["channel"], msg.id.decode("ascii", "replace"), msg.attempts,
-                           address, e)
+            logger.warning("[%s/%s] message %s (attempt %d): %s", self.values["topic"],
+                           self.values["channel"], msg.id.decode("ascii", "replace"), msg.attempts, e)
             return False
         self.destinations.mark(address, True)
         self.per_address[address].status(start)

@@ -1,0 +1,192 @@
+"""nsq_to_http end to end: our nsqd, the tool, and test HTTP endpoints on loopback."""
+from __future__ import annotations
+
+import collections
+import http.server
+import socket
+import threading
+from typing import Callable, Iterator, List, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.apps.conftest import channel_stats, publish, run_tool
+from tests.helpers import wait_for
+
+CHANNEL = "nsq_to_http"
+
+
+class Endpoint:
+    """A loopback HTTP server recording each request; `fail_first` requests get a 500."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.requests: List[Tuple[str, str, dict, bytes, int]] = []  # method, path, headers, body, status
+        self.fail_first = fail_first
+        self.lock = threading.Lock()
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with endpoint.lock:
+                    status = 500 if len(endpoint.requests) < endpoint.fail_first else 200
+                    endpoint.requests.append((self.command, self.path, dict(self.headers), body, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="test-endpoint", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def delivered(self) -> List[bytes]:
+        """Bodies (POST) that got a 2xx."""
+        with self.lock:
+            return [r[3] for r in self.requests if r[4] == 200]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def endpoints() -> Iterator[Callable[..., Endpoint]]:
+    made: List[Endpoint] = []
+
+    def make(fail_first: int = 0) -> Endpoint:
+        e = Endpoint(fail_first)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        e.close()
+
+
+def drained(node, topic, channel=CHANNEL):
+    c = channel_stats(node, topic, channel)
+    return c if c and c["depth"] == 0 and c["in_flight_count"] == 0 and c["deferred_count"] == 0 else None
+
+
+def test_post_delivers_each_message_with_headers(nsqd, topic, start_tool, endpoints):
+    ep = endpoints()
+    bodies = [b"post-%d" % i for i in range(200)]
+    publish(nsqd, topic, bodies)
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + ep.url + "/in", "--content-type=text/plain",
+                      "--header=X-Test: one", "--header=Authorization:Bearer xyz", "-n", "8")
+    wait_for(lambda: len(ep.delivered()) >= 200, timeout=60, message="200 POSTs")
+    wait_for(lambda: drained(nsqd, topic), timeout=30, message="all FIN'd")
+    assert tool.stop() == 0, tool.stderr()
+    assert sorted(ep.delivered()) == sorted(bodies)
+    method, path, headers, _, _ = ep.requests[0]
+    assert (method, path) == ("POST", "/in")
+    assert headers["Content-Type"] == "text/plain"
+    assert headers["X-Test"] == "one" and headers["Authorization"] == "Bearer xyz"
+    assert headers["User-Agent"].startswith("nsq_to_http v")
+    assert channel_stats(nsqd, topic, CHANNEL)["requeue_count"] == 0
+
+
+def test_failing_endpoint_requeues_and_recovers_without_loss_or_duplicates(nsqd, topic, start_tool, endpoints):
+    ep = endpoints(fail_first=4)
+    bodies = [b"retry-%d" % i for i in range(10)]
+    publish(nsqd, topic, bodies)
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + ep.url, "-n", "2", "--max-in-flight=5",
+                      "--consumer-opt=default_requeue_delay,50ms", "--consumer-opt=backoff_multiplier,50ms",
+                      "--consumer-opt=max_attempts,0")
+    wait_for(lambda: drained(nsqd, topic) and len(ep.delivered()) >= 10, timeout=60,
+             message="every message delivered and FIN'd")
+    assert tool.stop() == 0, tool.stderr()
+    failed = [r[3] for r in ep.requests if r[4] != 200]
+    assert len(failed) == 4
+    # every message got exactly one 2xx: the failed ones came back (REQ), none was sent again after a 2xx
+    assert collections.Counter(ep.delivered()) == collections.Counter(bodies)
+    assert channel_stats(nsqd, topic, CHANNEL)["requeue_count"] >= 4
+    assert "got status code 500" in tool.stderr()
+
+
+def test_get_replaces_percent_s_with_the_escaped_body(nsqd, topic, start_tool, endpoints):
+    ep = endpoints()
+    bodies = ["a b&c=d/é?", "plain", "100%"]
+    publish(nsqd, topic, [b.encode("utf-8") for b in bodies])
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--get=" + ep.url + "/hit?data=%s&src=nsq")
+    wait_for(lambda: len(ep.requests) >= 3 and drained(nsqd, topic), timeout=60, message="3 GETs")
+    assert tool.stop() == 0, tool.stderr()
+    got = []
+    for method, path, _, _, _ in ep.requests:
+        assert method == "GET"
+        parts = urlsplit(path)
+        assert parts.path == "/hit"
+        query = parse_qs(parts.query)
+        assert query["src"] == ["nsq"]
+        got.append(query["data"][0])
+    assert sorted(got) == sorted(bodies)
+
+
+def test_round_robin_over_two_endpoints(nsqd, topic, start_tool, endpoints):
+    a, b = endpoints(), endpoints()
+    bodies = [b"rr-%d" % i for i in range(20)]
+    publish(nsqd, topic, bodies)
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + a.url, "--post=" + b.url, "--mode=round-robin", "--status-every=5")
+    wait_for(lambda: len(a.delivered()) + len(b.delivered()) >= 20 and drained(nsqd, topic), timeout=60,
+             message="20 POSTs")
+    assert tool.stop() == 0, tool.stderr()
+    assert len(a.delivered()) == 10 and len(b.delivered()) == 10
+    assert sorted(a.delivered() + b.delivered()) == sorted(bodies)
+    # --status-every: timer_metrics' line per 5 requests, per endpoint and in aggregate
+    assert "[aggregate]: finished 5 - 99th:" in tool.stderr()
+    assert "[%s]: finished 5 - 99th:" % a.url in tool.stderr()
+
+
+def test_hostpool_skips_an_endpoint_that_is_down(nsqd, topic, start_tool, endpoints):
+    up = endpoints()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = "http://127.0.0.1:%d/" % s.getsockname()[1]
+    bodies = [b"hp-%d" % i for i in range(20)]
+    publish(nsqd, topic, bodies)
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + down, "--post=" + up.url, "-n", "1",
+                      "--consumer-opt=default_requeue_delay,10ms", "--consumer-opt=backoff_multiplier,10ms",
+                      "--consumer-opt=max_attempts,0")
+    wait_for(lambda: drained(nsqd, topic) and len(up.delivered()) >= 20, timeout=60, message="all delivered")
+    assert tool.stop() == 0, tool.stderr()
+    assert sorted(up.delivered()) == sorted(bodies)
+    # the dead endpoint was tried once, then left alone for go-hostpool's 30s
+    assert tool.stderr().count(down) == 1, tool.stderr()
+    assert "Traceback" not in tool.stderr()
+
+
+def test_bad_flags_are_one_line_and_exit_2():
+    base = ["--topic=t", "--nsqd-tcp-address=127.0.0.1:4150"]
+    for args, text in [
+        (base, "--get or --post required"),
+        (base + ["--get=http://x/", ], "invalid GET address - must be a printf string"),
+        (base + ["--get=http://x/%s", "--post=http://y/"], "use --get or --post not both"),
+        (base + ["--get=http://x/%s", "--content-type=text/plain"], "--content-type only used with --post"),
+        (base + ["--post=http://x/", "--header=novalue"], "--header value format should be 'key=value'"),
+        (base + ["--post=http://x/", "--sample=1.5"], "--sample must be between 0.0 and 1.0"),
+        (base + ["--post=http://x/", "--mode=random"], "must be one of"),
+        (["--post=http://x/", "--nsqd-tcp-address=127.0.0.1:4150"], "--topic and --channel are required"),
+    ]:
+        r = run_tool("nsq_to_http", *args, timeout=30)
+        err = r.stderr.decode()
+        assert r.returncode == 2 and err.count("\n") == 1 and text in err, (args, r.returncode, err)

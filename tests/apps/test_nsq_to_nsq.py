@@ -1,0 +1,144 @@
+"""nsq_to_nsq end to end: relay between our nsqd nodes, with NSQ's JSON filters."""
+from __future__ import annotations
+
+import json
+import socket
+
+from tests.apps.conftest import channel_stats, publish, run_tool, topic_stats
+from tests.helpers import NodeProcess, wait_for
+
+
+def drained(node, topic, channel):
+    c = channel_stats(node, topic, channel)
+    return c if c and c["depth"] == 0 and c["in_flight_count"] == 0 and c["deferred_count"] == 0 else None
+
+
+def relayed(node, topic, channel="check"):
+    """Every body in node's topic, read back through a fresh channel with nsq_tail."""
+    count = topic_stats(node, topic).get("message_count", 0)
+    r = run_tool("nsq_tail", "--topic=" + topic, "--channel=" + channel, "--nsqd-tcp-address=" + node.tcp_address,
+                 "-n", str(count), timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split(b"\n")[:-1]
+
+
+def test_relays_every_message_and_fins_after_the_destination_acknowledged(nsqd_factory, topic, start_tool):
+    src, dst = nsqd_factory(), nsqd_factory()
+    bodies = [b"relay-%05d" % i for i in range(2000)]
+    publish(src, topic, bodies)
+    # a channel on the destination topic keeps what arrives, for reading back below
+    tool = start_tool("nsq_to_nsq", "--topic=" + topic, "--nsqd-tcp-address=" + src.tcp_address,
+                      "--destination-nsqd-tcp-address=" + dst.tcp_address, "--destination-topic=" + topic + "-copy")
+    wait_for(lambda: topic_stats(dst, topic + "-copy").get("message_count", 0) >= 2000, timeout=60,
+             message="2000 relayed")
+    wait_for(lambda: drained(src, topic, "nsq_to_nsq"), timeout=30, message="all FIN'd at the source")
+    assert tool.stop() == 0, tool.stderr()
+    assert topic_stats(dst, topic + "-copy")["message_count"] == 2000
+    assert sorted(relayed(dst, topic + "-copy")) == sorted(bodies)
+    assert channel_stats(src, topic, "nsq_to_nsq")["requeue_count"] == 0
+
+
+def test_json_filters(nsqd_factory, topic, start_tool):
+    src, dst = nsqd_factory(), nsqd_factory()
+    messages = [
+        {"type": "click", "user": 7, "ratio": 0.5, "extra": "<b>&", "n": 1.0},
+        {"type": "view", "user": 8},
+        {"type": "click", "user": 9, "nested": {"b": 1, "a": [1, 2]}},
+        {"type": 5, "user": 10},
+        {"user": 11},  # no "type": REQ'd with backoff (NSQ's behaviour), then given up
+    ]
+    bodies = [json.dumps(m).encode() for m in messages] + [b"not json", b"[1, 2]"]
+    publish(src, topic, bodies)
+    tool = start_tool("nsq_to_nsq", "--topic=" + topic, "--nsqd-tcp-address=" + src.tcp_address,
+                      "--destination-nsqd-tcp-address=" + dst.tcp_address, "--destination-topic=out",
+                      "--require-json-field=type", "--require-json-value=click",
+                      "--whitelist-json-field=type", "--whitelist-json-field=user",
+                      "--whitelist-json-field=extra", "--whitelist-json-field=nested",
+                      "--whitelist-json-field=n", "--whitelist-json-field=missing",
+                      "--consumer-opt=max_attempts,2", "--consumer-opt=default_requeue_delay,10ms",
+                      "--consumer-opt=backoff_multiplier,10ms")
+    wait_for(lambda: drained(src, topic, "nsq_to_nsq"), timeout=60, message="all answered at the source")
+    wait_for(lambda: topic_stats(dst, "out").get("message_count", 0) >= 2, timeout=30, message="2 relayed")
+    assert tool.stop() == 0, tool.stderr()
+    assert topic_stats(dst, "out")["message_count"] == 2
+    got = sorted(relayed(dst, "out"))
+    # only the fields asked for, as Go's encoding/json writes them: sorted keys, <>& escaped,
+    # a whole float as an integer
+    assert got == sorted([
+        b'{"extra":"\\u003cb\\u003e\\u0026","n":1,"type":"click","user":7}',
+        b'{"nested":{"a":[1,2],"b":1},"type":"click","user":9}',
+    ])
+    # the message without the field was requeued (backoff) until max_attempts gave it up
+    assert channel_stats(src, topic, "nsq_to_nsq")["requeue_count"] >= 1
+    err = tool.stderr()
+    assert "Unable to decode json: not json" in err and "missing field to check required value" in err
+
+
+def test_require_field_without_value_passes_bodies_unchanged(nsqd_factory, topic, start_tool):
+    src, dst = nsqd_factory(), nsqd_factory()
+    bodies = [b'{"id": 1,  "v": "x"}', b'{"v": "y"}', b'{"id": null}']
+    publish(src, topic, bodies)
+    tool = start_tool("nsq_to_nsq", "--topic=" + topic, "--nsqd-tcp-address=" + src.tcp_address,
+                      "--destination-nsqd-tcp-address=" + dst.tcp_address, "--require-json-field=id")
+    wait_for(lambda: drained(src, topic, "nsq_to_nsq"), timeout=60, message="all answered")
+    wait_for(lambda: topic_stats(dst, topic).get("message_count", 0) >= 2, timeout=30, message="2 relayed")
+    assert tool.stop() == 0, tool.stderr()
+    # same topic name at the destination (no --destination-topic); bytes untouched
+    assert sorted(relayed(dst, topic)) == sorted([b'{"id": 1,  "v": "x"}', b'{"id": null}'])
+
+
+def test_round_robin_over_two_destinations(nsqd_factory, topic, start_tool):
+    src, d1, d2 = nsqd_factory(), nsqd_factory(), nsqd_factory()
+    bodies = [b"rr-%d" % i for i in range(40)]
+    publish(src, topic, bodies)
+    tool = start_tool("nsq_to_nsq", "--topic=" + topic, "--nsqd-tcp-address=" + src.tcp_address,
+                      "--destination-nsqd-tcp-address=" + d1.tcp_address,
+                      "--destination-nsqd-tcp-address=" + d2.tcp_address, "--mode=round-robin")
+    count = lambda n: topic_stats(n, topic).get("message_count", 0)  # noqa: E731
+    wait_for(lambda: count(d1) + count(d2) >= 40, timeout=60, message="40 relayed")
+    wait_for(lambda: drained(src, topic, "nsq_to_nsq"), timeout=30, message="all FIN'd")
+    assert tool.stop() == 0, tool.stderr()
+    assert count(d1) == 20 and count(d2) == 20
+    assert sorted(relayed(d1, topic) + relayed(d2, topic)) == sorted(bodies)
+
+
+def test_destination_down_requeues_until_it_comes_up(nsqd_factory, topic, start_tool, tmp_path):
+    src = nsqd_factory()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bodies = [b"late-%d" % i for i in range(5)]
+    publish(src, topic, bodies)
+    tool = start_tool("nsq_to_nsq", "--topic=" + topic, "--nsqd-tcp-address=" + src.tcp_address,
+                      "--destination-nsqd-tcp-address=127.0.0.1:%d" % port,
+                      "--consumer-opt=max_attempts,0", "--consumer-opt=default_requeue_delay,50ms",
+                      "--consumer-opt=backoff_multiplier,50ms", "--consumer-opt=max_backoff_duration,200ms")
+    wait_for(lambda: channel_stats(src, topic, "nsq_to_nsq").get("requeue_count", 0) >= 1, timeout=30,
+             message="a failed publish requeued")
+    assert "failed" in tool.stderr()
+    dst = NodeProcess("nsqd", tcp="127.0.0.1:%d" % port, data_path=str(tmp_path))
+    try:
+        wait_for(lambda: topic_stats(dst, topic).get("message_count", 0) >= 5, timeout=60, message="relayed")
+        wait_for(lambda: drained(src, topic, "nsq_to_nsq"), timeout=30, message="all FIN'd")
+        assert tool.stop() == 0, tool.stderr()
+        assert set(relayed(dst, topic)) == set(bodies)
+    finally:
+        dst.stop()
+    assert "Traceback" not in tool.stderr()
+
+
+def test_bad_flags_are_one_line_and_exit_2():
+    base = ["--topic=t", "--nsqd-tcp-address=127.0.0.1:4150"]
+    for args, text in [
+        (base, "--destination-nsqd-tcp-address required"),
+        (["--nsqd-tcp-address=127.0.0.1:4150", "--destination-nsqd-tcp-address=127.0.0.1:4150"],
+         "--topic and --channel are required"),
+        (base + ["--destination-nsqd-tcp-address=127.0.0.1:4150", "--destination-topic=a b"],
+         "--destination-topic is invalid"),
+        (base + ["--destination-nsqd-tcp-address=127.0.0.1:4150", "--producer-opt=nope,1"], "invalid option nope"),
+        (base + ["--destination-nsqd-tcp-address=127.0.0.1:4150", "--lookupd-http-address=127.0.0.1:4161"],
+         "use --nsqd-tcp-address or --lookupd-http-address not both"),
+    ]:
+        r = run_tool("nsq_to_nsq", *args, timeout=30)
+        err = r.stderr.decode()
+        assert r.returncode == 2 and err.count("\n") == 1 and text in err, (args, r.returncode, err)
