@@ -8,7 +8,7 @@ import signal
 import socket
 
 from tests.apps.conftest import channel_stats, publish, run_tool
-from tests.helpers import NodeProcess, wait_for
+from tests.helpers import wait_for
 
 CHANNEL = "nsq_to_file"
 
