@@ -105,8 +105,16 @@ class Topic:
             self.message_bytes += body_bytes
             direct = self._fanout if not self.paused else ()
             if not direct:
-                self._deferred.append((data, time.monotonic() + delay))
-                return
+                # waiting for a channel (or unpause): it counts against --mem-queue-size like
+                # any queued message; past that it goes to disk and, as in NSQ, loses its delay
+                if len(self.memory) + len(self._deferred) < self.memory.capacity:
+                    self._deferred.append((data, time.monotonic() + delay))
+                    return
+        if not direct:
+            self.backend.put_many([data])
+            with self.lock:
+                self._wake_pump_locked()
+            return
         for channel in direct:
             try:
                 channel.put_deferred(data, delay)

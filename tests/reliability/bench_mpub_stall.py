@@ -79,25 +79,7 @@ def run(nsqd_cmd: str, mpubs: int, count: int) -> None:
 
 
 def _start_other(cmd: str, data: str) -> NodeProcess:
-    node = NodeProcess.__new__(NodeProcess)
-    # same start-up as NodeProcess, with another binary
-    import subprocess
-
-    argv = shlex.split(cmd) + ["--tcp-address=127.0.0.1:0", "--http-address=127.0.0.1:0", "--data-path=" + data]
-    node.name = "nsqd"
-    node.argv = argv
-    node.log_path = None
-    node.addresses = {}
-    node.lines = []
-    node._lines_lock = threading.Lock()
-    node.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    node._ready = threading.Event()
-    for stream in (node.proc.stdout, node.proc.stderr):
-        threading.Thread(target=node._drain, args=(stream,), daemon=True).start()
-    if not node._ready.wait(15):
-        node.kill()
-        raise RuntimeError("%s did not start" % cmd)
-    return node
+    return NodeProcess("nsqd", data_path=data, command=shlex.split(cmd))
 
 
 def main(argv=None) -> int:
