@@ -252,7 +252,7 @@ def start_cluster(nodes: int = 2, data_path: Callable[[int], str] = None,
     started: List[NSQDNode] = []
     try:
         for i in range(1, nodes + 1):
-            args = ["--lookupd-tcp-address=" + lookupd.tcp_address,
+            args = ["--lookupd-tcp-address=" + lookupd.tcp_address, "--node-id=%d" % i,
                     "--broadcast-address=127.0.0.1", *nsqd_args]
             started.append(NSQDNode(args, data_path=data_path(i) if data_path else None,
                                     start_timeout=start_timeout, wait=False))

@@ -66,8 +66,8 @@ def test_only_the_plugin_module_imports_pytest():
                         importers.append(os.path.relpath(path, ROOT))
     assert importers == [os.path.join("nsqd_sync", "testing", "pytest_plugin.py")]
     # and importing the testing helpers does not pull pytest in
-    out = subprocess.run([sys.executable, "-c", "import sys, nsqd_sync.testing; "
-                          "print('pytest' in sys.modules)"],
+    out = subprocess.run([sys.executable, "-c", "import sys, nsqd_sync.testing, "
+                          "nsqd_sync.testing.nsq_cluster; print('pytest' in sys.modules)"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
