@@ -9,15 +9,18 @@ connection.  A crash (even kill -9) therefore loses nothing: whatever was
 not FIN'd is redelivered by nsqd (at-least-once; a redelivered message may
 already be in the file).
 
-A sync happens when `max_in_flight` messages are pending, when every
-message nsqd has given us is pending and the consumer is starved (nsqd will
-send no more until we answer), every `sync_interval`, before a rotation and
-at stop.  With gzip each sync ends a gzip member, so a file is a
+A sync happens when `max_in_flight` messages are pending; after a batch of
+the consumer's work queue when every message nsqd has given us is pending
+and the consumer is starved (nsqd will send no more until we answer); when
+messages are pending and none arrived for IDLE_SYNC (the end of a burst:
+NSQ's tool waits for the next tick instead); every `sync_interval`; before a
+rotation and at stop.  With gzip each sync ends a gzip member, so a file is a
 concatenation of complete members and every FIN'd message is in a member
 whose trailer was written (`gzip -d` reads them all).
 
-Threads: the consumer's worker calls `_handle`; `nsq_to_file-<topic>-timer`
-runs the sync ticker and interval rotation.  One lock, `FileLogger._lock`,
+Threads: the consumer's worker calls `_handle` per message and
+`_after_batch` per batch; `nsq_to_file-<topic>-timer` runs the sync ticker,
+the idle sync and interval rotation.  One lock, `FileLogger._lock`,
 guards the file state; FINs are sent while holding it (the consumer's own
 locks are leaves, so this cannot deadlock).
 """
@@ -37,6 +40,9 @@ from ..client import Consumer, Message
 __all__ = ["FileLoggerOptions", "FileLogger", "FilenameError", "compute_filename_format", "strftime"]
 
 logger = logging.getLogger(__name__)
+
+#: pending messages are synced and FIN'd once no message arrived for this long (seconds)
+IDLE_SYNC = 0.1
 
 
 class FilenameError(ValueError):
@@ -153,14 +159,16 @@ class _Fatal(Exception):
 class FileLogger:
     """Archive one topic into files.
 
-    `make_consumer(topic, channel, handler)` builds the (not yet started)
-    Consumer, so the command decides addresses and --consumer-opt settings.
+    `make_consumer(topic, channel, handler, after_batch)` builds the (not yet
+    started) Consumer, so the command decides addresses and --consumer-opt
+    settings.
     `on_fatal(message)` is called after a write/sync/rename error was logged
     (the command exits 1, like Go's logger).
     """
 
     def __init__(self, opts: FileLoggerOptions, topic: str,
-                 make_consumer: Callable[[str, str, Callable[[Message], Optional[bool]]], Consumer],
+                 make_consumer: Callable[[str, str, Callable[[Message], Optional[bool]],
+                                          Callable[[], None]], Consumer],
                  on_fatal: Optional[Callable[[str], None]] = None) -> None:
         self.opts = opts
         self.topic = topic
@@ -182,11 +190,12 @@ class FileLogger:
         self._name_second = -1
         self._name_cache = ""
         self._last_sync = time.monotonic()
+        self._last_message = 0.0
         self._stopping = False
         self._closed = False
         self._failed = False
         self.written = 0  # messages written (for tests and status)
-        self.consumer = make_consumer(topic, opts.channel, self._handle)
+        self.consumer = make_consumer(topic, opts.channel, self._handle, self._after_batch)
         self._timer = threading.Thread(target=self._timer_loop, name="nsq_to_file-%s-timer" % topic,
                                        daemon=True)
 
@@ -243,17 +252,25 @@ class FileLogger:
                 self._buf.append(body)
                 self._buf.append(b"\n")
                 self.filesize += len(body) + 1
-                self._pending.append(msg)
+                pending = self._pending
+                pending.append(msg)
                 self.written += 1
-                if self._should_sync():
+                self._last_message = time.monotonic()
+                if len(pending) >= self.opts.max_in_flight or self._stopping:
                     self._sync_locked()
+                elif len(pending) == 1:
+                    self._wake.notify()  # the timer thread now watches for idleness
             except _Fatal:
                 return
 
-    def _should_sync(self) -> bool:
+    def _after_batch(self) -> None:
+        """The worker handled what the work queue held: sync if nsqd waits for our FINs."""
+        with self._lock:
+            if self._pending and not (self._failed or self._closed) and self._starved():
+                self._guard(self._sync_locked)
+
+    def _starved(self) -> bool:
         pending = len(self._pending)
-        if pending >= self.opts.max_in_flight or self._stopping:
-            return True
         in_flight = 0
         for state in self.consumer.connection_states().values():
             in_flight += state["in_flight"]
@@ -273,17 +290,24 @@ class FileLogger:
                         self._guard(self._sync_locked)
                     self._wake.wait(0.05)
                     continue
-                due = self._last_sync + opts.sync_interval
-                if now >= due:
+                if now >= self._last_sync + opts.sync_interval:
                     self._tick_locked()
                     continue
-                wait = due - now
-                if opts.rotate_interval > 0 and self._fd is not None:
-                    wait = min(wait, max(0.0, self._open_time + opts.rotate_interval - now) + 0.001)
-                self._wake.wait(wait)
-                if not self._closed and not self._stopping and opts.rotate_interval > 0 and \
-                        self._fd is not None and time.monotonic() - self._open_time > opts.rotate_interval:
-                    self._tick_locked()
+                rotate_at = None
+                if opts.rotate_interval > 0 and self._fd is not None and not self._failed:
+                    rotate_at = self._open_time + opts.rotate_interval
+                    if now > rotate_at:
+                        self._tick_locked()
+                        continue
+                idle_at = None
+                if self._pending and not self._failed:
+                    idle_at = self._last_message + IDLE_SYNC
+                    if now >= idle_at:
+                        self._guard(self._sync_locked)
+                        continue
+                wake_at = min(t for t in (self._last_sync + opts.sync_interval, rotate_at, idle_at)
+                              if t is not None)
+                self._wake.wait(max(0.001, wake_at - now))
 
     def _tick_locked(self) -> None:
         """Go's ticker case: rotate (or close, with --skip-empty-files) when due, then sync."""

@@ -144,8 +144,8 @@ class NSQToFile(common.App):
             logger.info("logging topic %s to %s", topic, self.opts.output_dir)
             fl.start()
 
-    def _make_consumer(self, topic: str, channel: str, handler: Any) -> Any:
-        return common.make_consumer(self.values, PROG, topic, channel, handler)
+    def _make_consumer(self, topic: str, channel: str, handler: Any, after_batch: Any) -> Any:
+        return common.make_consumer(self.values, PROG, topic, channel, handler, after_batch=after_batch)
 
     def _on_fatal(self, text: str) -> None:
         self.finish(1, "%s: %s" % (PROG, text))
