@@ -21,11 +21,7 @@ def command(**cli_values: Any) -> None:
     if cli_values.get("version") is not None and FLAGS_BY_NAME["version"].convert(cli_values["version"], "--version"):
         click.echo(flags.version_line("nsqd"))
         return
-    config = {}
-    config_path = cli_values.get("config")
-    if config_path:
-        config = flags.load_config_file(config_path)
-    values = flags.resolve(FLAGS, cli_values, config, warn)
+    values = flags.resolve(FLAGS, cli_values, {}, warn)  # --config went into click's default_map
     opts = Options.from_values(values)
     logs.setup(opts.log_prefix, logs.parse_level(opts.log_level))
     from .nsqd import NSQD

@@ -6,24 +6,207 @@ test harnesses write flags that way: `-tcp-address=X`, `-tcp-address X`,
 `--snappy=false`.  Each command here declares its flags once as a list of
 `Flag` records; from that one list come
 
-* the click command (`make_command`), with argv rewritten from Go's forms
-  into click's (`normalize_argv`),
-* values merged as command line > config file (TOML) > default
-  (`resolve`), each parsed and validated once, and
-* the man page's OPTIONS section, which `tests/unit/test_man_pages.py`
-  checks against the same list.
+* the click options (`click_options`), each with a click parameter type that
+  parses and checks its value the way Go does: `GoDuration` (`1m30s`),
+  `GoBool` (`strconv.ParseBool`), `GoInt` (an `IntRange` that also takes
+  `0x10`), `FloatRange`, `Choice`, and `FloatList`; a flag's own `validate`
+  check is part of its type (`Checked`), so click rejects a bad value while
+  parsing.  argv is rewritten from Go's forms into click's first
+  (`normalize_argv`: the only part that is really ours);
+* the TOML config file (`--config`), read by that option's eager callback
+  into click's `default_map`, so click itself merges command line > config
+  file; `resolve` then fills the Go defaults, maps deprecated aliases and
+  warns (it also merges a config dict given to it, for callers without a
+  click context); and
+* the man page's OPTIONS section (`roff_options`), which
+  `tests/unit/test_man_pages.py` checks against the same list.
+
+The interface the commands use: `Flag`, `click_options`, `load_config_file`,
+`resolve`, `run_command`, `version_line`, `roff_options`, `FlagError`.
 """
 from __future__ import annotations
 
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 import click
 
-# durations live in .durations; re-exported here for the flag layer's callers
-from .durations import format_duration, format_duration_ns, parse_duration  # noqa: E402,F401
+from .durations import format_duration, parse_duration
+
+class FlagError(Exception):
+    """A bad command line or config file: reported in one line, exit code 2."""
+
+
+# ---------------------------------------------------------------- click parameter types
+
+class BadValue(click.BadParameter, FlagError):
+    """A value a flag cannot take; run_command prints it as Go's flag package does, in one line."""
+
+    def __init__(self, value: Any, reason: str, ctx: Optional[click.Context] = None,
+                 param: Optional[click.Parameter] = None) -> None:
+        super().__init__(reason, ctx, param)
+        self.value = value
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.line()
+
+    def line(self, source: Optional[str] = None) -> str:
+        if source is None:
+            source = self.param.opts[0] if self.param is not None and self.param.opts else "flag"
+        return "invalid value %r for %s: %s" % (self.value, source, self.reason)
+
+
+class _GoType(click.ParamType):
+    """A click type whose parse() raises ValueError/TypeError with the reason."""
+
+    def parse(self, value: Any) -> Any:  # pragma: no cover - every subclass has one
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        try:
+            return self.parse(value)
+        except (TypeError, ValueError) as e:
+            raise BadValue(value, str(e), ctx, param) from None
+
+
+class GoDuration(_GoType):
+    """Go's time.ParseDuration text (`250ms`, `1m30s`) -> seconds; a number is already seconds."""
+
+    name = "duration"
+
+    def parse(self, value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("expected a duration")
+        if isinstance(value, (int, float)):
+            return float(value)
+        return parse_duration(str(value))
+
+
+class GoBool(_GoType):
+    """Go's strconv.ParseBool (plus a flag's extra words, e.g. tls-required's `tcp-https`)."""
+
+    name = "bool"
+
+    def __init__(self, extra_values: Sequence[str] = ()) -> None:
+        self.extra_values = tuple(extra_values)
+
+    def parse(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        if str(value) in self.extra_values:
+            return str(value)
+        return parse_bool(str(value))
+
+
+class GoInt(click.IntRange):
+    """An IntRange that parses as Go's flag package does (`0x10`, surrounding blanks)."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if isinstance(value, bool):
+            raise BadValue(value, "expected an integer", ctx, param)
+        number = value
+        if not isinstance(value, int):
+            try:
+                number = int(str(value).strip(), 0)
+            except ValueError as e:
+                raise BadValue(value, str(e), ctx, param) from None
+        return _in_range(self, super().convert, value, number, param, ctx)
+
+    def _describe_range(self) -> str:
+        return ""  # help shows NSQ's text and default only, as before
+
+
+class GoFloat(click.FloatRange):
+    """A FloatRange (Go's strconv.ParseFloat accepts what float() does)."""
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        return _in_range(self, super().convert, value, value, param, ctx)
+
+    def _describe_range(self) -> str:
+        return ""
+
+
+class GoDurationRange(GoDuration):
+    """GoDuration with a lower bound (the flags whose duration must be > 0 or >= 0)."""
+
+    def __init__(self, range_type: click.FloatRange) -> None:
+        self.range_type = range_type
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        seconds = super().convert(value, param, ctx)
+        try:
+            return self.range_type.convert(seconds, param, ctx)
+        except click.BadParameter as e:
+            raise BadValue(value, _range_reason(self.range_type, e), ctx, param) from None
+
+
+class GoChoice(click.Choice):
+    """click's Choice, reporting a bad value in the flag layer's one-line form."""
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if not isinstance(value, str):
+            raise BadValue(value, "expected a string", ctx, param)
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            raise BadValue(value, "must be one of %s" % ", ".join(self.choices), ctx, param) from None
+
+
+class Checked(click.ParamType):
+    """A flag's click type plus its own check (`Flag.validate`), reported with the value as given."""
+
+    def __init__(self, base: click.ParamType, validate: Callable[[Any], Optional[str]]) -> None:
+        self.base = base
+        self.validate = validate
+        self.name = base.name
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        parsed = self.base.convert(value, param, ctx)
+        problem = self.validate(parsed)
+        if problem:
+            raise BadValue(value, problem, ctx, param)
+        return parsed
+
+
+class FloatList(_GoType):
+    """Comma-separated floats (`0.99,0.95`); a list stays a list."""
+
+    name = "float list"
+
+    def parse(self, value: Any) -> List[float]:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        out: List[float] = []
+        for item in items:
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                out.append(float(item))
+                continue
+            for part in str(item).split(","):
+                if part.strip():
+                    out.append(float(part))
+        return out
+
+
+def _range_reason(range_type: Any, error: click.BadParameter) -> str:
+    if range_type.min == 0 and range_type.max is None:
+        return "must be greater than 0" if range_type.min_open else "must not be negative"
+    return error.message
+
+
+def _in_range(range_type: Any, convert: Callable[..., Any], value: Any, number: Any, param: Any,
+              ctx: Any) -> Any:
+    """convert(number) with click's range check; a failure names the value as given."""
+    try:
+        return convert(number, param, ctx)
+    except BadValue:
+        raise
+    except click.BadParameter as e:
+        raise BadValue(value, _range_reason(range_type, e), ctx, param) from None
+
 
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
 _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
@@ -38,9 +221,32 @@ def parse_bool(text: str) -> bool:
     raise ValueError("invalid boolean %r" % text)
 
 
+# ---------------------------------------------------------------- shared validators
+# (each returns None when the value is fine, else the reason, for Flag.validate;
+# on a number flag, non_negative and positive become the click range itself)
+
+def non_negative(value: float) -> Optional[str]:
+    return "must not be negative" if value < 0 else None
+
+
+def positive(value: float) -> Optional[str]:
+    return "must be greater than 0" if value <= 0 else None
+
+
+def check_log_level(value: str) -> Optional[str]:
+    from .logs import parse_level
+
+    try:
+        parse_level(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 # ---------------------------------------------------------------- flag records
 
 KINDS = ("str", "int", "float", "bool", "duration", "strlist", "floatlist")
+_NUMBER_KINDS = ("int", "float", "duration")
 
 
 @dataclass
@@ -59,11 +265,37 @@ class Flag:
     extra_bool_values: Sequence[str] = ()  # e.g. tls-required accepts "tcp-https"
     validate: Optional[Callable[[Any], Optional[str]]] = None  # returns an error text
     default_text: Optional[str] = None  # how help/man show the default
+    min: Optional[float] = None  # a number flag's range (click IntRange / FloatRange)
+    max: Optional[float] = None
+    min_open: bool = False
 
     def __post_init__(self) -> None:
         assert self.kind in KINDS, self.kind
         if self.cfg is None:
             self.cfg = self.name.replace("-", "_")
+        if self.kind in _NUMBER_KINDS and self.min is None and self.validate in (non_negative, positive):
+            self.min, self.min_open = 0, self.validate is positive
+            self.validate = None
+        base = self._param_type()
+        self.param_type = Checked(base, self.validate) if self.validate is not None else base
+
+    def _param_type(self) -> click.ParamType:
+        kind = self.kind
+        if kind == "str":
+            return GoChoice(list(self.choices)) if self.choices is not None else click.STRING
+        if kind == "int":
+            return GoInt(self.min, self.max, min_open=self.min_open)
+        if kind == "float":
+            return GoFloat(self.min, self.max, min_open=self.min_open)
+        if kind == "bool":
+            return GoBool(self.extra_bool_values)
+        if kind == "duration":
+            if self.min is None and self.max is None:
+                return GoDuration()
+            return GoDurationRange(click.FloatRange(self.min, self.max, min_open=self.min_open))
+        if kind == "floatlist":
+            return FloatList()
+        return click.STRING  # strlist: one string per occurrence
 
     @property
     def dest(self) -> str:
@@ -92,83 +324,30 @@ class Flag:
         return str(d)
 
     def convert(self, raw: Any, source: str) -> Any:
-        """Parse one raw value (text from argv, or a TOML value) into the flag's type."""
+        """Parse one value (text from argv, or what click parsed) with the flag's click type.
+
+        A list flag gives a list.  Raises FlagError naming source.
+        """
         try:
-            value = self._convert(raw)
-        except (TypeError, ValueError) as e:
-            raise FlagError("invalid value %r for %s: %s" % (raw, source, e)) from None
-        if self.choices is not None and value not in self.choices:
-            raise FlagError("invalid value %r for %s: must be one of %s"
-                            % (raw, source, ", ".join(self.choices)))
-        if self.validate is not None:
-            problem = self.validate(value)
-            if problem:
-                raise FlagError("invalid value %r for %s: %s" % (raw, source, problem))
-        return value
+            if self.kind == "strlist":
+                items = raw if isinstance(raw, (list, tuple)) else [raw]
+                return [self.param_type.convert(str(x), None, None) for x in items if str(x) != ""]
+            return self.param_type.convert(raw, None, None)
+        except BadValue as e:
+            raise FlagError(e.line(source)) from None
 
-    def _convert(self, raw: Any) -> Any:
+    def from_config(self, raw: Any, key: str) -> Any:
+        """A TOML value: type-checked as TOML gives it; integer durations are milliseconds (NSQ)."""
+        source = "%s in config file" % key
         kind = self.kind
-        if kind == "str":
-            if not isinstance(raw, str):
-                raise ValueError("expected a string")
-            return raw
-        if kind == "int":
-            if isinstance(raw, bool):
-                raise ValueError("expected an integer")
-            if isinstance(raw, int):
-                return raw
-            return int(str(raw).strip(), 0)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            if str(raw) in self.extra_bool_values:
-                return str(raw)
-            return parse_bool(str(raw))
-        if kind == "duration":
-            if isinstance(raw, bool):
-                raise ValueError("expected a duration")
-            if isinstance(raw, (int, float)):
-                return float(raw) / 1000.0  # NSQ config files give integer durations in ms
-            return parse_duration(str(raw))
-        if kind == "strlist":
-            items = raw if isinstance(raw, (list, tuple)) else [raw]
-            return [str(x) for x in items if str(x) != ""]
-        if kind == "floatlist":
-            items = raw if isinstance(raw, (list, tuple)) else [raw]
-            out: List[float] = []
-            for item in items:
-                for part in str(item).split(","):
-                    if part.strip():
-                        out.append(float(part))
-            return out
-        raise ValueError("unknown kind %s" % kind)
-
-
-class FlagError(Exception):
-    """A bad command line or config file: reported in one line, exit code 2."""
-
-
-# ---------------------------------------------------------------- shared validators
-# (each returns None when the value is fine, else the reason, for Flag.validate)
-
-def non_negative(value: float) -> Optional[str]:
-    return "must not be negative" if value < 0 else None
-
-
-def positive(value: float) -> Optional[str]:
-    return "must be greater than 0" if value <= 0 else None
-
-
-def check_log_level(value: str) -> Optional[str]:
-    from .logs import parse_level
-
-    try:
-        parse_level(value)
-    except ValueError as e:
-        return str(e)
-    return None
+        if kind in ("str", "strlist") and not (isinstance(raw, str) or (
+                kind == "strlist" and isinstance(raw, list) and all(isinstance(x, str) for x in raw))):
+            raise FlagError("invalid value %r for %s: expected a string" % (raw, source))
+        if kind == "duration" and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            raw = float(raw) / 1000.0
+        if kind == "int" and isinstance(raw, float):
+            raise FlagError("invalid value %r for %s: expected an integer" % (raw, source))
+        return self.convert(raw, source)
 
 
 # ---------------------------------------------------------------- argv rewriting
@@ -228,27 +407,33 @@ def load_config_file(path: str) -> Dict[str, Any]:
 
 def resolve(flags: Sequence[Flag], cli_values: Dict[str, Any],
             config: Dict[str, Any], warn: Callable[[str], None]) -> Dict[str, Any]:
-    """Merge command line > config file > defaults into {dest: parsed value}."""
+    """Merge command line > config file > defaults into {dest: parsed value}.
+
+    cli_values are what click_options gave the command (already parsed, the
+    config file's values included through click's default_map) or raw text;
+    config is a TOML dict for callers that read one themselves ({} otherwise).
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and _CONFIG_ERROR in ctx.meta:
+        raise ctx.meta[_CONFIG_ERROR]
     by_cfg = {f.cfg: f for f in flags}
+    by_name = {f.name: f for f in flags}
     values: Dict[str, Any] = {}
     for key, raw in config.items():
         spec = by_cfg.get(key)
         if spec is None:
             warn("config file: unknown option %r ignored" % key)
             continue
-        target = by_cfg.get(key)
-        if spec.alias_of:
-            target = next(f for f in flags if f.name == spec.alias_of)
-        values[target.dest] = spec.convert(raw, "%s in config file" % key)
+        target = by_name[spec.alias_of] if spec.alias_of else spec
+        values[target.dest] = spec.from_config(raw, key)
+    from_config = _from_default_map()
     for spec in flags:
         raw = cli_values.get(spec.dest)
         if raw is None or (spec.multiple and not raw):
             continue
-        if spec.deprecated:
+        if spec.deprecated and spec.dest not in from_config:
             warn(spec.deprecated)
-        target = spec
-        if spec.alias_of:
-            target = next(f for f in flags if f.name == spec.alias_of)
+        target = by_name[spec.alias_of] if spec.alias_of else spec
         if spec.multiple:
             parsed: List[Any] = []
             for item in raw:
@@ -265,31 +450,90 @@ def resolve(flags: Sequence[Flag], cli_values: Dict[str, Any],
     return values
 
 
+def _from_default_map() -> Set[str]:
+    """The parameters the running click command took from the config file (default_map)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not ctx.default_map:
+        return set()
+    source = click.core.ParameterSource.DEFAULT_MAP
+    return {name for name in ctx.params if ctx.get_parameter_source(name) is source}
+
+
 # ---------------------------------------------------------------- click glue
 
 def click_options(flags: Sequence[Flag]) -> Callable[[Callable], Callable]:
-    """Decorate a click command with one option per flag (values stay raw text)."""
+    """Decorate a click command with one typed option per flag.
+
+    A flag not given stays None (resolve() fills the Go default, which help
+    shows); a `config` flag reads its TOML file into the context's
+    default_map before the other options are processed, and a true
+    `version` flag prints the version line before any other value is checked.
+    """
+    flag_list = list(flags)
 
     def decorate(fn: Callable) -> Callable:
-        for spec in reversed(list(flags)):
+        for spec in reversed(flag_list):
             help_text = spec.help
             shown = spec.shown_default()
             if shown and spec.alias_of is None and spec.deprecated is None:
                 help_text += " (default %s)" % shown
             if spec.deprecated:
                 help_text = "[deprecated] " + help_text
+            extra: Dict[str, Any] = {}
+            if spec.name == "config":
+                extra = {"is_eager": True, "callback": _config_callback(flag_list)}
+            elif spec.name == "version":
+                extra = {"is_eager": True, "callback": _version_callback}
             fn = click.option(
                 "--" + spec.name,
                 spec.dest,
-                type=str,
+                type=spec.param_type,
                 default=None,
                 multiple=spec.multiple,
                 metavar=spec.metavar or _metavar(spec),
                 help=help_text,
+                **extra,
             )(fn)
         return fn
 
     return decorate
+
+
+_CONFIG_ERROR = "nsq_sync.flags.config_error"
+
+
+def _version_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """--version: print the version line and stop before any other flag is checked (as NSQ)."""
+    if value:
+        click.echo(version_line(ctx.info_name or ""))
+        ctx.exit(0)
+    return value
+
+
+def _config_callback(flags: Sequence[Flag]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """--config FILE: its values become click's default_map (the command line still wins)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, path: Any) -> Any:
+        if not path:
+            return path
+        defaults = dict(ctx.default_map or {})
+        by_cfg = {f.cfg: f for f in flags}
+        by_name = {f.name: f for f in flags}
+        try:
+            for key, raw in load_config_file(path).items():
+                spec = by_cfg.get(key)
+                if spec is None:
+                    warn_stderr(ctx.info_name or "")("config file: unknown option %r ignored" % key)
+                    continue
+                target = by_name[spec.alias_of] if spec.alias_of else spec
+                defaults[target.dest] = spec.from_config(raw, key)
+        except FlagError as e:
+            ctx.meta[_CONFIG_ERROR] = e  # raised by resolve(): --version still works, as in NSQ
+            return path
+        ctx.default_map = defaults
+        return path
+
+    return callback
 
 
 def _metavar(spec: Flag) -> str:
@@ -303,6 +547,8 @@ def run_command(command: click.Command, prog: str, flags: Sequence[Flag],
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         command.main(args=normalize_argv(args, flags), prog_name=prog, standalone_mode=False)
+    except BadValue as e:
+        _fail(prog, e.line())
     except click.exceptions.NoSuchOption as e:
         _fail(prog, "flag provided but not defined: -%s" % e.option_name.lstrip("-"))
     except click.exceptions.BadOptionUsage as e:

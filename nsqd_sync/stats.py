@@ -26,7 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional
 
 from . import NSQ_VERSION, __version__, e2e
-from .flags import format_duration_ns
+from .durations import format_duration_ns
 
 if TYPE_CHECKING:  # pragma: no cover
     from .channel import Channel

@@ -37,8 +37,7 @@ def run(raw: Dict[str, Any]) -> int:
         sys.stdout.write(flags.version_line(PROG) + "\n")
         sys.stdout.flush()
         return 0
-    config = flags.load_config_file(raw["config"]) if raw.get("config") else {}
-    values = flags.resolve(FLAGS, raw, config, flags.warn_stderr(PROG))
+    values = flags.resolve(FLAGS, raw, {}, flags.warn_stderr(PROG))  # --config: click's default_map
     opts = Options.from_values(values)
     logs.setup(opts.log_prefix, opts.log_level_number)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, TextIO, Tuple
 
 from .. import __version__, wire
-from ..flags import format_duration_ns
+from ..durations import format_duration_ns
 
 RECV_BUFFER = 1 << 20  # bytes per recv for readers (>= 64 KB)
 SOCKET_BUFFER = 4 << 20  # SO_RCVBUF / SO_SNDBUF asked of the kernel

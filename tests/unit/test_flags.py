@@ -1,5 +1,6 @@
-"""nsqd_sync.flags: Go durations and booleans, Go-style argv, precedence
-(command line > config file > default), click glue and the version line."""
+"""nsqd_sync.flags: Go booleans, the click parameter types, Go-style argv,
+precedence (command line > config file > default), click glue and the
+version line.  (Durations: test_durations.py.)"""
 from __future__ import annotations
 
 import re
@@ -10,37 +11,6 @@ import pytest
 
 from nsqd_sync import flags
 from nsqd_sync.flags import Flag, FlagError
-
-
-# ---------------------------------------------------------------- durations
-
-@pytest.mark.parametrize("text,seconds", [
-    ("0", 0.0), ("60s", 60.0), ("1m", 60.0), ("15m", 900.0), ("1h", 3600.0), ("1h30m", 5400.0),
-    ("2h45m30s", 9930.0), ("250ms", 0.25), ("1.5h", 5400.0), ("-1.5h", -5400.0), ("+5s", 5.0),
-    (".5s", 0.5), ("1us", 1e-6), ("1\u00b5s", 1e-6), ("300ns", 3e-7), ("1m0s", 60.0), (" 10s ", 10.0),
-])
-def test_parse_duration(text, seconds):
-    assert flags.parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "5", "s", "1x", "1h-5m", "ms", ".s", "--1s", "1 s", "abc"])
-def test_parse_duration_rejects(text):
-    with pytest.raises(ValueError):
-        flags.parse_duration(text)
-
-
-@pytest.mark.parametrize("seconds,text", [
-    (0, "0s"), (60, "1m0s"), (90, "1m30s"), (3600, "1h0m0s"), (5400, "1h30m0s"), (900, "15m0s"),
-    (0.25, "250ms"), (1.5, "1.5s"), (0.001, "1ms"), (1e-7, "100ns"), (2, "2s"), (-60, "-1m0s"),
-    (0.0025, "2.5ms"), (1.5e-6, "1.5\u00b5s"),
-])
-def test_format_duration_like_go(seconds, text):
-    assert flags.format_duration(seconds) == text
-
-
-@pytest.mark.parametrize("seconds", [0.025, 0.25, 2, 60, 600, 900, 3600, 5400, 45])
-def test_format_then_parse_round_trips(seconds):
-    assert flags.parse_duration(flags.format_duration(seconds)) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text,value", [("1", True), ("t", True), ("true", True), ("TRUE", True),
@@ -205,14 +175,19 @@ def make_command(seen):
     return command
 
 
-def test_run_command_passes_raw_values():
+def test_run_command_passes_values_parsed_by_click_types():
     seen = {}
     flags.run_command(make_command(seen), "prog", FLAGS,
-                      ["-max-rdy-count", "5", "--snappy", "-lookupd-tcp-address=a:1", "--lookupd-tcp-address", "b:2"])
-    assert seen["max_rdy_count"] == "5"
-    assert seen["snappy"] == "true"
+                      ["-max-rdy-count", "0x5", "--snappy", "-lookupd-tcp-address=a:1", "--lookupd-tcp-address", "b:2",
+                       "-msg-timeout=1m15s", "--percentile=0.99,0.5"])
+    assert seen["max_rdy_count"] == 5
+    assert seen["snappy"] is True
     assert seen["lookupd_tcp_address"] == ("a:1", "b:2")
-    assert seen["msg_timeout"] is None  # not given: resolve() fills the default
+    assert seen["msg_timeout"] == 75.0
+    assert seen["percentile"] == ([0.99, 0.5],)
+    assert seen["node_id"] is None  # not given: resolve() fills the default
+    values = flags.resolve(FLAGS, seen, {}, lambda m: None)  # parsed values go through resolve unchanged
+    assert (values["max_rdy_count"], values["msg_timeout"], values["percentile"]) == (5, 75.0, [0.99, 0.5])
 
 
 @pytest.mark.parametrize("argv,text", [
@@ -275,3 +250,102 @@ def test_load_config_file(tmp_path):
         flags.load_config_file(str(bad))
     with pytest.raises(FlagError):
         flags.load_config_file(str(tmp_path / "missing.cfg"))
+
+
+# ---------------------------------------------------------------- click parameter types
+
+def test_go_duration_type():
+    t = flags.GoDuration()
+    assert t.convert("1m15s", None, None) == 75.0
+    assert t.convert(2.5, None, None) == 2.5  # already parsed: seconds
+    for bad in ("10", "5x", True):
+        with pytest.raises(click.BadParameter):
+            t.convert(bad, None, None)
+
+
+def test_go_bool_type():
+    t = flags.GoBool(("tcp-https",))
+    assert t.convert("t", None, None) is True and t.convert("0", None, None) is False
+    assert t.convert(False, None, None) is False
+    assert t.convert("tcp-https", None, None) == "tcp-https"
+    with pytest.raises(click.BadParameter):
+        t.convert("yes", None, None)
+
+
+def test_go_int_type_is_an_int_range():
+    t = flags.GoInt(0, 1023)
+    assert isinstance(t, click.IntRange)
+    assert t.convert("0x10", None, None) == 16 and t.convert(" 7 ", None, None) == 7
+    for bad in ("1024", "-1", "x", True):
+        with pytest.raises(click.BadParameter):
+            t.convert(bad, None, None)
+
+
+def test_positive_and_non_negative_become_click_ranges():
+    pos = Flag("max-rdy-count", "int", 2500, "x", validate=flags.positive)
+    nonneg = Flag("sync-timeout", "duration", 2.0, "x", validate=flags.non_negative)
+    assert isinstance(pos.param_type, click.IntRange) and pos.validate is None
+    with pytest.raises(FlagError, match="must be greater than 0"):
+        pos.convert("0", "--max-rdy-count")
+    assert nonneg.convert("0s", "--sync-timeout") == 0.0
+    with pytest.raises(FlagError, match="must not be negative"):
+        nonneg.convert("-1s", "--sync-timeout")
+
+
+def test_choices_are_a_click_choice():
+    spec = Flag("tls-min-version", "str", "tls1.0", "min", choices=("", "tls1.0", "tls1.2"))
+    assert isinstance(spec.param_type, click.Choice)
+    assert spec.convert("", "x") == "" and spec.convert("tls1.2", "x") == "tls1.2"
+    with pytest.raises(FlagError, match="must be one of"):
+        spec.convert("tls9", "--tls-min-version")
+
+
+def test_float_list_type():
+    t = flags.FloatList()
+    assert t.convert("0.99, 0.5", None, None) == [0.99, 0.5]
+    assert t.convert([0.9, "0.1"], None, None) == [0.9, 0.1]
+    with pytest.raises(click.BadParameter):
+        t.convert("x", None, None)
+
+
+CONFIG_FLAGS = FLAGS + [Flag("config", "str", "", "config file")]
+
+
+def run_with_config(tmp_path, text, argv, capsys=None):
+    path = tmp_path / "x.cfg"
+    path.write_text(text)
+    seen = {}
+
+    @click.command(name="prog")
+    @flags.click_options(CONFIG_FLAGS)
+    def command(**values):
+        seen["values"] = flags.resolve(CONFIG_FLAGS, values, {}, seen.setdefault("warnings", []).append)
+
+    flags.run_command(command, "prog", CONFIG_FLAGS, ["--config", str(path)] + argv)
+    return seen["values"], seen.get("warnings", [])
+
+
+def test_config_file_goes_through_click_default_map(tmp_path):
+    values, warnings = run_with_config(
+        tmp_path, 'msg_timeout = 5000\nmax_rdy_count = 9\nsnappy = false\nverbose = true\n'
+                  'nsqlookupd_tcp_addresses = ["a:1", "b:2"]\npercentiles = [0.99]\n', ["--max-rdy-count=11"])
+    assert values["msg_timeout"] == 5.0            # config integer durations are milliseconds
+    assert values["max_rdy_count"] == 11           # the command line wins
+    assert values["snappy"] is False
+    assert values["lookupd_tcp_address"] == ["a:1", "b:2"]
+    assert values["percentile"] == [0.99]
+    assert values["node_id"] == 1                  # default
+    assert warnings == []                          # a deprecated key in the file is not a flag used
+
+
+def test_bad_config_value_is_one_line_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_with_config(tmp_path, 'max_rdy_count = "abc"\n', [])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("prog: invalid value 'abc' for max_rdy_count in config file") and err.count("\n") == 1
+
+
+def test_unknown_config_key_warns_once(tmp_path, capsys):
+    values, _ = run_with_config(tmp_path, 'no_such = 1\n', [])
+    assert capsys.readouterr().err.count("unknown option 'no_such'") == 1
