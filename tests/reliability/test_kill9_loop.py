@@ -15,6 +15,8 @@ CI size: 3 rounds of >= 300 OKs per publisher; ``--reliability-long``: 20 rounds
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.helpers import CommandConn, NodeProcess, consume_all, http_request, wait_for
@@ -66,6 +68,12 @@ def test_kill9_loop_loses_no_acknowledged_message(tmp_path, scale):
                                           len(got_k) + len(got_kn) - len(acked["k"]) - len(acked["kn"])))
 
 
+def _channel(node: NodeProcess) -> dict:
+    status, body, _ = http_request(node.http_port, "/stats?format=json&topic=t&channel=c")
+    assert status == 200
+    return json.loads(body)["topics"][0]["channels"][0]
+
+
 def test_kill9_loses_in_flight_and_deferred_keeps_queued(tmp_path):
     """What the README says survives a kill -9 in sync mode, counted."""
     data = str(tmp_path)
@@ -87,12 +95,13 @@ def test_kill9_loses_in_flight_and_deferred_keeps_queued(tmp_path):
         for m in got[:50]:  # half of them REQ'd for an hour: deferred on the node
             sub.send("REQ %s %d" % (m[2].decode(), HOUR_MS))
         sub.send("RDY 0")
+        wait_for(lambda: _channel(node)["clients"][0]["ready_count"] == 0, message="RDY 0 taken")
         dpubs = [b"dpub-%03d" % i for i in range(50)]
         for b in dpubs:
             pub.dpub("t", HOUR_MS, b)
         pub.mpub("t", queued)
-        wait_for(lambda: b'"deferred_count":100' in http_request(node.http_port, "/stats?format=json")[1],
-                 message="100 deferred messages")
+        wait_for(lambda: (lambda c: (c["depth"], c["in_flight_count"], c["deferred_count"]))(_channel(node))
+                 == (100, 50, 100), message="100 queued, 50 in flight, 100 deferred")
     finally:
         _kill9(node)
     node = NodeProcess("nsqd", data_path=data, args=list(SYNC))
