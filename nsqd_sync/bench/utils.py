@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -201,17 +200,10 @@ class CaseResult:
 
 
 def machine_line() -> str:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return "%s; nproc %d; Python %s; %s" % (cpu or "unknown CPU", os.cpu_count() or 0, platform.python_version(),
-                                            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    """The node-table machine line (system, CPUs, CPU model, Python) and the date."""
+    from .runner import machine_line as machine
+
+    return "%s; %s" % (machine(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 
 
 def print_table(results: List[CaseResult], count: int, size: int, against: str,

@@ -320,6 +320,6 @@ def test_utils_flags_cases_and_table():
     out = _io.StringIO()
     print_table([CaseResult("tail", [2.0, 1.0, 4.0], [4.0, 4.0, 8.0])], 1000, 200, "/x", out)
     text = out.getvalue()
-    assert "machine: " in text and "nproc" in text
+    assert "machine: " in text and "CPUs" in text
     row = [line for line in text.splitlines() if line.startswith("nsq_tail > /dev/null")][0]
     assert row.split()[-3:] == ["500", "250", "2.00x"]  # medians 2.0 s and 4.0 s for 1000 messages
