@@ -1,59 +1,13 @@
-"""nsq_to_file, nsq_to_http, nsq_to_nsq: every flag of the 1.3.0 tools, and their pure logic.
-
-REAL_FLAGS is fixed here, copied from `TOOL -h` of NSQ 1.3.0's binaries (with
-the default each shows); a tool that loses a flag or changes a default fails.
-"""
+"""nsq_to_file, nsq_to_http, nsq_to_nsq: their pure logic (their 1.3.0 flags: test_apps_flags.py)."""
 from __future__ import annotations
 
-import importlib
 import time
 
-import click
 import pytest
 
-from nsqd_sync.apps import TOOLS
 from nsqd_sync.apps.file_logger import FileLoggerOptions, FilenameError, compute_filename_format, strftime
 from nsqd_sync.apps.nsq_to_nsq import JSONFilter, go_json
 from nsqd_sync.apps.relay import Destinations, TimerMetrics
-
-#: tool -> {flag: default as `-h` of the 1.3.0 binary shows it ("" when it shows none)}
-REAL_FLAGS = {
-    "nsq_to_file": {
-        "channel": "nsq_to_file", "consumer-opt": "", "datetime-format": "%Y-%m-%d_%H",
-        "filename-format": "<TOPIC>.<HOST><REV>.<DATETIME>.log", "gzip": "", "gzip-level": "6",
-        "host-identifier": "", "http-client-connect-timeout": "2s", "http-client-request-timeout": "5s",
-        "log-level": "info", "log-prefix": "[nsq_to_file] ", "lookupd-http-address": "",
-        "max-in-flight": "200", "nsqd-tcp-address": "", "output-dir": "/tmp", "rotate-interval": "",
-        "rotate-size": "", "skip-empty-files": "", "sync-interval": "30s", "topic": "", "topic-pattern": "",
-        "topic-refresh": "1m0s", "version": "", "work-dir": "",
-    },
-    "nsq_to_http": {
-        "channel": "nsq_to_http", "consumer-opt": "", "content-type": "application/octet-stream", "get": "",
-        "header": "", "http-client-connect-timeout": "2s", "http-client-request-timeout": "20s",
-        "lookupd-http-address": "", "max-in-flight": "200", "mode": "hostpool", "n": "100",
-        "nsqd-tcp-address": "", "post": "", "sample": "1", "status-every": "250", "topic": "", "version": "",
-    },
-    "nsq_to_nsq": {
-        "channel": "nsq_to_nsq", "consumer-opt": "", "destination-nsqd-tcp-address": "",
-        "destination-topic": "", "lookupd-http-address": "", "max-in-flight": "200", "mode": "hostpool",
-        "nsqd-tcp-address": "", "producer-opt": "", "require-json-field": "", "require-json-value": "",
-        "status-every": "250", "topic": "", "version": "", "whitelist-json-field": "",
-    },
-}
-
-
-@pytest.mark.parametrize("tool", sorted(REAL_FLAGS))
-def test_every_real_flag_exists_with_its_default(tool):
-    module = importlib.import_module(TOOLS[tool])
-    by_name = {f.name: f for f in module.FLAGS}
-    options = {o.lstrip("-") for p in module.main.__self__.command().params
-               if isinstance(p, click.Option) for o in p.opts}
-    for name, default in REAL_FLAGS[tool].items():
-        assert name in by_name, "%s lacks -%s" % (tool, name)
-        assert name in options, "%s's command lacks --%s" % (tool, name)
-        if default:
-            assert by_name[name].shown_default() == default, (tool, name, by_name[name].shown_default())
-
 
 # ---------------------------------------------------------------- nsq_to_file names
 
