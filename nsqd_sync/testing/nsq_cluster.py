@@ -8,7 +8,8 @@ starts, and a busy port is a one-line error (exit 1).  Data goes under
 `--data-path`, one folder per node.  The children's log lines are streamed
 to stdout, each prefixed with its process (`nsqd2      | ...`), after the
 list of addresses and PIDs.  SIGINT/SIGTERM (taken with `sigwait` in the
-main thread) stops them all: SIGTERM, then SIGKILL after `--stop-timeout`.
+main thread) stops them all: SIGTERM, then SIGKILL after `--stop-timeout`;
+so does SIGHUP (the terminal closed).
 A child that exits on its own stops the rest too (exit 1).
 
 The children run in their own process group, so a Ctrl-C in the terminal
@@ -36,6 +37,8 @@ NSQ_BASE = 4150  # nsqd's default TCP port; every other default is an offset fro
 LOOKUPD_OFFSETS = (10, 11)  # 4160 TCP, 4161 HTTP
 ADMIN_OFFSET = 21  # 4171
 LABEL_WIDTH = 10
+#: signals that stop the cluster: a closed terminal (SIGHUP) too, or the children would stay
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _port_base(value: int) -> Optional[str]:
@@ -250,7 +253,8 @@ def run(values: Dict[str, Any]) -> int:
     except OSError as e:
         return fail("cannot create --data-path %s: %s" % (values["data_path"], e.strerror or e))
 
-    signals.block_signals()  # before the first thread: every thread inherits the mask
+    waited = tuple(signals.HANDLED_SIGNALS) + (signal.SIGHUP,)
+    signals.block_signals(waited)  # before the first thread: every thread inherits the mask
     out = Output()
     cluster = LocalCluster(values, out)
     try:
@@ -262,7 +266,7 @@ def run(values: Dict[str, Any]) -> int:
             out.write(line)
         watcher = threading.Thread(target=cluster.watch, name="nsq_cluster-watch", daemon=True)
         watcher.start()
-        signals.wait_for_signal(signals.exit_on)
+        signals.wait_for_signal(lambda signum: signum in STOP_SIGNALS, waited)
         cluster.stopping.set()
         watcher.join(5)
         if cluster.died is not None:

@@ -267,3 +267,14 @@ def test_a_child_that_dies_stops_the_cluster(tmp_path):
     assert code == 1
     assert all(gone(pid) for pid in run.pids)
     assert "nsqd1 (pid %d) exited with code -9; stopping the cluster" % victim in run.proc.stderr.read()
+
+
+def test_sighup_from_a_closed_terminal_stops_everything(tmp_path):
+    run = ClusterRun("--base-port=0", "--nodes=1", "--nsqadmin=false", "--data-path=" + str(tmp_path))
+    try:
+        run.wait_started()
+        assert sorted(run.procs) == ["nsqd1", "nsqlookupd"]
+    finally:
+        code = run.finish(signal.SIGHUP)
+    assert code == 0
+    assert all(gone(pid) for pid in run.pids)
