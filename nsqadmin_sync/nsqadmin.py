@@ -131,7 +131,7 @@ class NSQAdmin:
             producers, _ = self.ci.get_producers(opts.lookupd_http_address, opts.nsqd_http_address)
             if not producers:
                 return {}
-            topics, _, _ = self.ci.get_nsqd_stats(producers, "", "", False)
+            topics, _, _ = self.ci.get_nsqd_stats(producers, "", "", False, merge_channels=False)
         except ClusterError as e:
             log.debug("trends: %s", e)
             return {}

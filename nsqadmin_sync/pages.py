@@ -109,14 +109,17 @@ def confirm_context(h: "NSQAdminHandler", act: str, topic: str, channel: str, no
 
 # ---------------------------------------------------------------- trends
 
-def _trend(h: "NSQAdminHandler", key: str) -> Dict[str, Any]:
+def _trend(h: "NSQAdminHandler", key: str, svg: bool = True) -> Dict[str, Any]:
+    """The current rate of a topic or topic:channel, and (svg) its sparklines."""
     trends = h.admin.trends
     if trends is None:
-        return {"rate": None, "depth_svg": "", "rate_svg": ""}
+        return {"rate": "", "depth_svg": "", "rate_svg": ""}
     rate = trends.current_rate(key)
-    return {"rate": ("%.2f/s" % rate) if rate is not None else "",
-            "depth_svg": sparkline(trends.depths(key), "depth", "depth"),
-            "rate_svg": sparkline(trends.rates(key), "messages/s", "rate")}
+    out = {"rate": ("%.2f/s" % rate) if rate is not None else ""}
+    if svg:
+        out.update(depth_svg=sparkline(trends.depths(key), "depth", "depth"),
+                   rate_svg=sparkline(trends.rates(key), "messages/s", "rate"))
+    return out
 
 
 def _graphite_links(h: "NSQAdminHandler", topic: str, channel: str = "") -> List[Dict[str, str]]:
@@ -151,7 +154,7 @@ def _channel_row(h: "NSQAdminHandler", c: ChannelStats, topic: str, with_actions
         "extra": [{"name": k, "value": c.extra[k]} for k in EXTRA_CHANNEL_COUNTERS if k in c.extra],
         "actions": topic_actions(h, topic, c.paused, c.channel_name) if with_actions else [],
     }
-    row.update(_trend(h, "%s:%s" % (topic, c.channel_name)))
+    row.update(_trend(h, "%s:%s" % (topic, c.channel_name), svg=False))
     return row
 
 
@@ -179,6 +182,11 @@ def _node_topic_row(h: "NSQAdminHandler", t: TopicStats) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------- pages
 
+def _topic_sum(name: str) -> Dict[str, Any]:
+    return {"name": name, "depth": 0, "memory_depth": 0, "backend_depth": 0, "in_flight": 0,
+            "messages": 0, "paused": False, "nodes": 0, "channel_names": set()}
+
+
 def index_page(h: "NSQAdminHandler") -> Page:
     """`/`: every topic with depth, in-flight, messages, rate and channels."""
     ci, opts = h.admin.ci, h.admin.opts
@@ -193,26 +201,34 @@ def index_page(h: "NSQAdminHandler") -> Page:
     topic_list: List[TopicStats] = []
     if producers:
         try:
-            topic_list, _, partial = ci.get_nsqd_stats(producers, "", "", False)
+            topic_list, _, partial = ci.get_nsqd_stats(producers, "", "", False, merge_channels=False)
             _warn(messages, partial)
         except ClusterError as e:
             messages.append(str(e))
-    merged: Dict[str, TopicStats] = {}
+    # plain sums per topic (the API's merge rules are not needed for a list)
+    sums: Dict[str, Dict[str, Any]] = {}
     for name in names or []:
-        merged[name] = TopicStats("", name)
+        sums[name] = _topic_sum(name)
     for t in topic_list:
-        merged.setdefault(t.topic_name, TopicStats("", t.topic_name)).add(t)
+        s = sums.get(t.topic_name)
+        if s is None:
+            s = sums[t.topic_name] = _topic_sum(t.topic_name)
+        s["depth"] += t.depth
+        s["memory_depth"] += t.memory_depth
+        s["backend_depth"] += t.backend_depth
+        s["messages"] += t.message_count
+        s["paused"] = s["paused"] or t.paused
+        s["nodes"] += 1
+        for c in t.channels or []:
+            s["in_flight"] += c.in_flight_count
+            s["channel_names"].add(c.channel_name)
     rows = []
-    for name in sorted(merged):
-        t = merged[name]
-        channel_names = sorted(c.channel_name for c in t.channels or [])
-        row = {"name": name, "href": link(h, "topics", name), "depth": t.depth,
-               "memory_depth": t.memory_depth, "backend_depth": t.backend_depth,
-               "in_flight": sum(c.in_flight_count for c in t.channels or []),
-               "messages": t.message_count, "paused": t.paused, "nodes": len(t.node_stats or []),
-               "channels": [{"name": c, "href": link(h, "topics", name, c)} for c in channel_names],
-               "channel_count": len(channel_names)}
-        row.update(_trend(h, name))
+    for name in sorted(sums):
+        row = sums[name]
+        channel_names = sorted(row.pop("channel_names"))
+        row.update(href=link(h, "topics", name), channel_count=len(channel_names),
+                   channels=[{"name": c, "href": link(h, "topics", name, c)} for c in channel_names])
+        row.update(_trend(h, name, svg=False))
         rows.append(row)
     return 200, "index.html", {"section": "topics", "title": "Topics", "topics": rows,
                                "messages": messages, "lookupd_mode": bool(opts.lookupd_http_address)}

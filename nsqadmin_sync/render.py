@@ -39,6 +39,8 @@ class Markup(str):
 def escape(value: Any) -> str:
     if isinstance(value, Markup):
         return value
+    if type(value) is int:
+        return str(value)
     if value is None:
         return ""
     if value is True:
@@ -63,13 +65,20 @@ FILTERS: Dict[str, Callable[[Any], Any]] = {
 }
 
 
-def lookup(context: Dict[str, Any], expr: str) -> Any:
-    negate = False
+Expr = Tuple[bool, Tuple[str, ...]]  # (negated, dotted name parts)
+
+
+def compile_expr(expr: str) -> Expr:
     expr = expr.strip()
-    if expr.startswith("not "):
-        negate = True
+    negate = expr.startswith("not ")
+    if negate:
         expr = expr[4:].strip()
-    parts = expr.split(".")
+    return negate, tuple(expr.split("."))
+
+
+def lookup(context: Dict[str, Any], expr: Union[str, Expr]) -> Any:
+    """The value of a dotted name (dict keys, then attributes), `not` applied."""
+    negate, parts = compile_expr(expr) if isinstance(expr, str) else expr
     value: Any = context.get(parts[0])
     for part in parts[1:]:
         if value is None:
@@ -94,7 +103,7 @@ def _parse(tokens: List[str], pos: int, ends: Tuple[str, ...]) -> Tuple[List[Nod
             for f in filters:
                 if f not in FILTERS:
                     raise TemplateError("unknown filter %r" % f)
-            nodes.append(("var", expr, filters))
+            nodes.append(("var", compile_expr(expr), tuple(FILTERS[f] for f in filters)))
         elif tok.startswith("{%") and tok.endswith("%}"):
             stmt = tok[2:-2].strip()
             word = stmt.split(" ", 1)[0]
@@ -105,7 +114,7 @@ def _parse(tokens: List[str], pos: int, ends: Tuple[str, ...]) -> Tuple[List[Nod
                 cond = stmt[3:]
                 while True:
                     body, pos, end = _parse(tokens, pos, ("elif", "else", "endif"))
-                    branches.append((cond, body))
+                    branches.append((compile_expr(cond), body))
                     if end.startswith("elif"):
                         cond = end[5:]
                         continue
@@ -122,7 +131,7 @@ def _parse(tokens: List[str], pos: int, ends: Tuple[str, ...]) -> Tuple[List[Nod
                 empty: List[Node] = []
                 if end == "else":
                     empty, pos, end = _parse(tokens, pos, ("endfor",))
-                nodes.append(("for", m.group(1), m.group(2), body, empty))
+                nodes.append(("for", m.group(1), compile_expr(m.group(2)), body, empty))
             elif word == "include":
                 nodes.append(("include", stmt.split(" ", 1)[1].strip().strip("\"'")))
             else:
@@ -169,7 +178,7 @@ class Renderer:
             if kind == "var":
                 value = lookup(ctx, node[1])
                 for f in node[2]:
-                    value = FILTERS[f](value)
+                    value = f(value)
                 out.append(escape(value))
             elif kind == "if":
                 for cond, body in node[1]:

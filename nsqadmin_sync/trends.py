@@ -87,8 +87,13 @@ class Trends:
         return out
 
     def current_rate(self, key: str) -> Optional[float]:
-        r = self.rates(key)
-        return r[-1][1] if r else None
+        """Messages per second between the last two samples (None before two)."""
+        with self._lock:
+            series = self._series.get(key)
+            if series is None or len(series) < 2:
+                return None
+            (t0, _, c0), (t1, _, c1) = series[-2], series[-1]
+        return max(0, c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
     def depths(self, key: str) -> List[Tuple[float, float]]:
         return [(t, float(d)) for t, d, _ in self.samples(key)]

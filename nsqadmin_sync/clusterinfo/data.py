@@ -236,9 +236,19 @@ class ClusterInfo:
 
     def get_lookupd_inactive_topics(self, topics: Sequence[str], lookupds: Sequence[str]
                                     ) -> Dict[str, Optional[List[str]]]:
-        """Topics no lookupd lists a producer for, with their channels (NSQ's ?inactive=true)."""
-        lookups = self._per_topic(topics, lookupds, "/lookup")
-        inactive = [t for t in topics if not any(_get(r, "producers") for r in lookups[t])]
+        """Topics no lookupd lists a producer for, with their channels (NSQ's ?inactive=true).
+
+        NSQ asks /lookup once per topic; one /nodes per lookupd says the same
+        (a producer lists a topic it has and is not tombstoned for).
+        """
+        results, _ = self.fan_out(lambda a: self.get_v1(_url(a, "/nodes")), lookupds)
+        active = set()
+        for _, resp in results:
+            for raw in _get(resp, "producers"):
+                if isinstance(raw, dict):
+                    producer = Producer.from_lookupd(raw)
+                    active.update(t.topic for t in producer.topics or [] if not t.tombstoned)
+        inactive = [t for t in topics if t not in active]
         return self.get_lookupd_channels_of(inactive, lookupds)
 
     def get_lookupd_channels_of(self, topics: Sequence[str], lookupds: Sequence[str]
@@ -295,12 +305,14 @@ class ClusterInfo:
         return [p for _, p in results if p is not None], partial
 
     def get_nsqd_stats(self, producers: Sequence[Producer], selected_topic: str = "",
-                       selected_channel: str = "", include_clients: bool = False
+                       selected_channel: str = "", include_clients: bool = False,
+                       merge_channels: bool = True
                        ) -> Tuple[List[TopicStats], Dict[str, ChannelStats], Optional[PartialError]]:
         """Per-node topic stats and channels merged over nodes (Go: GetNSQDStats).
 
         The channel map is keyed by channel name when a topic is selected,
-        else by `topic:channel`.
+        else by `topic:channel`; `merge_channels=False` leaves it empty (for
+        callers that only read the per-node records).
         """
         query = "/stats?format=json"
         if selected_topic:
@@ -331,6 +343,12 @@ class ClusterInfo:
                     continue
                 topic_list.append(topic)
                 for channel in topic.channels or []:
+                    if not merge_channels:
+                        channel.node = addr
+                        channel.hostname = p.hostname
+                        channel.topic_name = topic.topic_name
+                        channel.memory_depth = channel.depth - channel.backend_depth
+                        continue
                     channel.node = addr
                     channel.hostname = p.hostname
                     channel.topic_name = topic.topic_name

@@ -17,15 +17,17 @@ from nsqd_sync.addresses import join_host_port
 
 
 def _int(d: Dict[str, Any], key: str) -> int:
-    v = d.get(key)
+    v = d.get(key, 0)
+    if type(v) is int:  # the usual case, first
+        return v
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return 0
     return int(v)
 
 
 def _str(d: Dict[str, Any], key: str) -> str:
-    v = d.get(key)
-    return v if isinstance(v, str) else ""
+    v = d.get(key, "")
+    return v if type(v) is str else ""
 
 
 def _bool(d: Dict[str, Any], key: str) -> bool:
@@ -83,7 +85,10 @@ class E2eProcessingLatencyAggregate:
         if not isinstance(d, dict):
             return None
         count = _int(d, "count")
-        raw = _list(d, "percentiles")
+        raw = d.get("percentiles")
+        if raw is None and len(d) <= 2:  # nsqd's usual {"count":0,"percentiles":null}
+            return cls(count)
+        raw = raw if isinstance(raw, list) else None
         percentiles = None
         if raw is not None:
             percentiles = []
@@ -276,27 +281,38 @@ class ChannelStats:
 
     @classmethod
     def from_json(cls, d: Dict[str, Any], now: float) -> "ChannelStats":
-        c = cls(_str(d, "node"), _str(d, "topic_name"), _str(d, "channel_name"))
-        c.hostname = _str(d, "hostname")
-        for key in ("depth", "memory_depth", "backend_depth", "in_flight_count", "deferred_count",
-                    "requeue_count", "timeout_count", "message_count", "client_count"):
-            setattr(c, key, _int(d, key))
+        c = cls("", "", _str(d, "channel_name"))  # node, hostname, topic: set by the caller
+        c.depth = _int(d, "depth")
+        c.memory_depth = _int(d, "memory_depth")
+        c.backend_depth = _int(d, "backend_depth")
+        c.in_flight_count = _int(d, "in_flight_count")
+        c.deferred_count = _int(d, "deferred_count")
+        c.requeue_count = _int(d, "requeue_count")
+        c.timeout_count = _int(d, "timeout_count")
+        c.message_count = _int(d, "message_count")
+        c.client_count = _int(d, "client_count")
         for key in EXTRA_CHANNEL_COUNTERS:
-            if isinstance(d.get(key), (int, float)) and not isinstance(d.get(key), bool):
-                c.extra[key] = int(d[key])
-        raw_clients = _list(d, "clients")
-        if raw_clients is not None:
+            if key in d:
+                c.extra[key] = _int(d, key)
+        raw_clients = d.get("clients")
+        if isinstance(raw_clients, list):
             c.clients = [ClientStats(x, now) for x in raw_clients if isinstance(x, dict)]
-        c.paused = _bool(d, "paused")
+        c.paused = d.get("paused") is True
         c.e2e = E2eProcessingLatencyAggregate.from_json(d.get("e2e_processing_latency"))
         return c
 
     def add(self, a: "ChannelStats") -> None:
         """Merge one node's channel in (Go: ChannelStats.Add)."""
         self.node = "*"
-        for key in ("depth", "memory_depth", "backend_depth", "in_flight_count", "deferred_count",
-                    "requeue_count", "timeout_count", "message_count", "client_count"):
-            setattr(self, key, getattr(self, key) + getattr(a, key))
+        self.depth += a.depth
+        self.memory_depth += a.memory_depth
+        self.backend_depth += a.backend_depth
+        self.in_flight_count += a.in_flight_count
+        self.deferred_count += a.deferred_count
+        self.requeue_count += a.requeue_count
+        self.timeout_count += a.timeout_count
+        self.message_count += a.message_count
+        self.client_count += a.client_count
         for key, value in a.extra.items():
             self.extra[key] = self.extra.get(key, 0) + value
         if a.paused:
@@ -349,10 +365,11 @@ class TopicStats:
 
     @classmethod
     def from_json(cls, d: Dict[str, Any], now: float) -> "TopicStats":
-        t = cls(_str(d, "node"), _str(d, "topic_name"))
-        t.hostname = _str(d, "hostname")
-        for key in ("depth", "memory_depth", "backend_depth", "message_count"):
-            setattr(t, key, _int(d, key))
+        t = cls("", _str(d, "topic_name"))  # node and hostname: set by the caller
+        t.depth = _int(d, "depth")
+        t.memory_depth = _int(d, "memory_depth")
+        t.backend_depth = _int(d, "backend_depth")
+        t.message_count = _int(d, "message_count")
         raw = _list(d, "channels")
         if raw is not None:
             t.channels = [ChannelStats.from_json(c, now) for c in raw if isinstance(c, dict)]
