@@ -11,7 +11,7 @@ in flight to a consumer and deferred ones (DPUB to a channel, REQ with a
 delay) live only in memory.  The second test pins that down, so the README
 stays true.
 
-CI size: 3 rounds of >= 300 OKs per publisher; ``--reliability-long``: 20 rounds of >= 3,000.
+CI size: 2 rounds of >= 200 OKs per publisher; ``--reliability-long``: 20 rounds of >= 3,000.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _kill9(node: NodeProcess) -> None:
 
 
 def test_kill9_loop_loses_no_acknowledged_message(tmp_path, scale):
-    rounds, target = scale(3, 20), scale(300, 3000)
+    rounds, target = scale(2, 20), scale(200, 3000)
     data = str(tmp_path)
     acked = {"k": set(), "kn": set()}
     sent = {"k": set(), "kn": set()}
