@@ -209,17 +209,17 @@ class Options:
     def config_value(self, name: str) -> Tuple[bool, Any]:
         """(known, value) for GET /config/:opt, typed as NSQ's JSON answer.
 
-        Durations are nanoseconds, the log level is lg.LogLevel's number, an
-        address list never given is null.
+        Durations are nanoseconds, the log level is lg.LogLevel's number, a
+        list never given is [] (as the real nsqadmin answers).
         """
         if name not in CONFIG_NAMES:
             return False, None
         if name == "log_level":
             return True, LOG_LEVEL_NUMBERS[self.log_level.strip().lower()]
         if name == "nsqlookupd_http_addresses":
-            return True, list(self.lookupd_http_address) or None
+            return True, list(self.lookupd_http_address)
         if name == "nsqd_http_addresses":
-            return True, list(self.nsqd_http_address) or None
+            return True, list(self.nsqd_http_address)
         if name == "admin_users":
             return True, list(self.admin_user)
         value = getattr(self, name)

@@ -269,7 +269,7 @@ def test_notification_shape(cluster, sink):
 
 def test_config_endpoint(cluster):
     assert api(cluster, "/config/nsqlookupd_http_addresses") == (200, [cluster.lookupd.http_address])
-    assert api(cluster, "/config/nsqd_http_addresses") == (200, None)
+    assert api(cluster, "/config/nsqd_http_addresses") == (200, [])
     assert api(cluster, "/config/admin_users") == (200, [])
     assert api(cluster, "/config/statsd_interval") == (200, 60_000_000_000)
     assert api(cluster, "/config/log_level") == (200, 2)

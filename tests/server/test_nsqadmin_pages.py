@@ -155,6 +155,18 @@ def test_forms_confirm_then_act_without_javascript(cluster):
     r = requests.post(page_url, data={"action": "explode", "confirm": "1"}, headers=origin, timeout=15)
     assert r.status_code == 400
 
+    n1, n2 = cluster.nodes
+    topic_page = get(a, "/topics/pg_form").text
+    assert 'data-action="tombstone" data-topic="pg_form" data-channel="" data-node="%s"' % n1.http_address in topic_page
+    node_url = admin_url(a, "/nodes/" + n1.http_address)
+    r = requests.post(node_url, data={"action": "tombstone", "topic": "pg_form"}, headers=origin, timeout=15,
+                      allow_redirects=False)
+    assert r.status_code == 200 and 'id="confirm-form"' in r.text and 'value="pg_form"' in r.text
+    r = requests.post(node_url, data={"action": "tombstone", "topic": "pg_form", "confirm": "1"}, headers=origin,
+                      timeout=15, allow_redirects=False)
+    assert r.status_code == 303 and r.headers["Location"] == "/nodes/" + n1.http_address
+    assert cluster.node_topic(n1, "pg_form") is None and cluster.node_topic(n2, "pg_form") is not None
+
 
 def test_admin_users_only_may_act(cluster):
     cluster.make_topic("pg_acl", ["c1"])

@@ -185,7 +185,7 @@ def test_options_validation_and_config_values():
                                       http_client_connect_timeout="250ms", log_level="WARN"))
     assert opts.base_path == "/x/y"
     assert opts.config_value("nsqd_http_addresses") == (True, ["a:1", "b:2"])
-    assert opts.config_value("nsqlookupd_http_addresses") == (True, None)
+    assert opts.config_value("nsqlookupd_http_addresses") == (True, [])
     assert opts.config_value("http_client_connect_timeout") == (True, 250_000_000)
     assert opts.config_value("log_level") == (True, 3)
     assert opts.config_value("proxy_graphite") == (True, False)
