@@ -77,3 +77,56 @@ def test_timed_out_and_deferred_messages_are_kept_while_the_disk_is_full(disk):
         disk.free()
     finally:
         node.stop()
+
+
+def _ping(node: NodeProcess) -> int:
+    return http_request(node.http_port, "/ping")[0]
+
+
+def test_publishers_on_a_full_disk_are_refused_and_nothing_answered_ok_is_lost(disk, scale):
+    args = ["--mem-queue-size=0"]
+    node = NodeProcess("nsqd", data_path=disk.path, args=args)
+    disk.attach(node.proc.pid)
+    acked = {"f": set(), "fn": set()}
+    sent = {"f": set(), "fn": set()}
+    target = scale(100, 2000)
+
+    def run(tag: str, stop_when_refused: bool) -> None:
+        pubs = [LoadPublisher(node.tcp_port, t, "%s-%s" % (t, tag)) for t in ("f", "fn")]
+        for p in pubs:
+            p.start()
+        try:
+            if stop_when_refused:
+                wait_for(lambda: all(p.refusal or p.error for p in pubs), timeout=60,
+                         message="every publisher refused on the full disk")
+                for p in pubs:
+                    assert p.refusal is not None and p.refusal.split(b" ")[0] in (
+                        b"E_PUB_FAILED", b"E_MPUB_FAILED"), p.refusal
+            else:
+                wait_for(lambda: all(p.count() >= target for p in pubs), timeout=60,
+                         message="%d OKs per publisher" % target)
+        finally:
+            for p in pubs:
+                p.stop_event.set()
+                p.join(15)
+                assert not p.is_alive()
+                acked[p.topic] |= p.acked
+                sent[p.topic] |= p.sent
+
+    try:
+        _create(node, "f", "c")
+        _create(node, "fn")
+        run("before", stop_when_refused=False)
+        disk.fill()
+        run("full", stop_when_refused=True)
+        assert _ping(node) == 500
+        disk.free()
+        run("after", stop_when_refused=False)
+        wait_for(lambda: _ping(node) == 200, message="healthy again once the disk has room")
+        assert node.stop() == 0
+        assert "Traceback" not in node.log_text()
+        node = NodeProcess("nsqd", data_path=disk.path, args=args)
+        check_recovered(node.tcp_port, "f", "c", acked["f"], may=sent["f"])
+        check_recovered(node.tcp_port, "fn", "c", acked["fn"], may=sent["fn"])
+    finally:
+        node.stop()
