@@ -100,6 +100,9 @@ def test_kill9_loses_in_flight_and_deferred_keeps_queued(tmp_path):
         for b in dpubs:
             pub.dpub("t", HOUR_MS, b)
         pub.mpub("t", queued)
+        to_disk = [b"dpub-no-channel-%02d" % i for i in range(20)]
+        for b in to_disk:  # a topic without a channel: past --mem-queue-size=0, to disk
+            pub.dpub("tn", HOUR_MS, b)
         wait_for(lambda: (lambda c: (c["depth"], c["in_flight_count"], c["deferred_count"]))(_channel(node))
                  == (100, 50, 100), message="100 queued, 50 in flight, 100 deferred")
     finally:
@@ -107,8 +110,10 @@ def test_kill9_loses_in_flight_and_deferred_keeps_queued(tmp_path):
     node = NodeProcess("nsqd", data_path=data, args=list(SYNC))
     try:
         got = set(consume_all(node.tcp_port, "t", "c", at_least=len(queued)))
+        got_tn = set(consume_all(node.tcp_port, "tn", "c", at_least=len(to_disk)))
     finally:
         assert node.stop() == 0
     assert set(queued) <= got, "queued messages answered OK were lost"
+    assert got_tn == set(to_disk), "DPUBs to a topic without a channel went to disk (delay lost, as NSQ)"
     # in memory only, as in nsqd 1.3.0: in flight (50) and deferred (50 REQ'd, 50 DPUB'd) are gone
     assert not got & (set(held) | set(dpubs)), sorted(got & (set(held) | set(dpubs)))[:5]
