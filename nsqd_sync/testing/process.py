@@ -100,7 +100,12 @@ class NodeProcess:
     def wait_started(self, timeout: Optional[float] = None) -> "NodeProcess":
         """Wait until every expected address is logged; NodeStartError (and kill) if not."""
         timeout = self.start_timeout if timeout is None else timeout
-        if not self._ready.wait(timeout):
+        try:
+            ready = self._ready.wait(timeout)
+        except BaseException:  # Ctrl-C while starting: never leave the node behind
+            self.kill()
+            raise
+        if not ready:
             self.kill()
             raise NodeStartError("%s did not log its addresses within %.1fs: %s"
                                  % (self.name, timeout, self.log_tail()))
@@ -189,6 +194,19 @@ class NodeProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Send `sig` and wait; if the process outlives `timeout`, kill it and raise AssertionError."""
+        if not self._signal_and_wait(sig, timeout):
+            raise AssertionError("%s (pid %d) did not exit within %ss of signal %d"
+                                 % (self.name, self.proc.pid, timeout, sig))
+        return self.proc.returncode
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then SIGKILL after `timeout`; never raises for a slow exit."""
+        self._signal_and_wait(signal.SIGTERM, timeout)
+        return self.proc.returncode
+
+    def _signal_and_wait(self, sig: int, timeout: float) -> bool:
+        """Signal, wait up to `timeout`, SIGKILL if still running; False if it had to be killed."""
+        exited = True
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(sig)
@@ -197,18 +215,9 @@ class NodeProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.kill()
-                raise AssertionError("%s (pid %d) did not exit within %ss of signal %d"
-                                     % (self.name, self.proc.pid, timeout, sig)) from None
-        self._close()
-        return self.proc.returncode
-
-    def terminate(self, timeout: float = 15.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout`; never raises for a slow exit."""
-        try:
-            return self.stop(signal.SIGTERM, timeout)
-        except AssertionError:
-            return self.proc.returncode
+                exited = False
+        self.kill()  # reaps a killed process, closes the pipes
+        return exited
 
     def kill(self) -> None:
         if self.proc.poll() is None:
