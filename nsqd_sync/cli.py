@@ -26,9 +26,14 @@ def command(**cli_values: Any) -> None:
     logs.setup(opts.log_prefix, logs.parse_level(opts.log_level))
     from .nsqd import NSQD
 
+    from .metadata import MetadataError
+
     nsqd = NSQD(opts)
     try:
         nsqd.main()
+    except MetadataError as e:
+        log.critical("failed to load metadata - %s", e)
+        sys.exit(1)
     except (OSError, RuntimeError) as e:
         log.critical("failed to instantiate nsqd - %s", e)
         sys.exit(1)

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import NSQ_VERSION, __version__, signals, wire
+from . import NSQ_VERSION, __version__, metadata, signals, wire
 from .auth import AuthError, AuthState, query_any as query_auth, response_body as auth_response_body
 from .backend import DummyBackend
 from .client_v2 import ClientV2
@@ -506,27 +506,22 @@ class NSQD:
                 raw = f.read()
         except FileNotFoundError:
             return
-        try:
-            meta = json.loads(raw) if raw.strip() else {}
-        except ValueError as e:
-            raise RuntimeError("failed to parse metadata %s - %s" % (path, e)) from None
+        topics = metadata.decode(raw, path)  # MetadataError: the node must not start
         self._loading = True
         try:
-            for t in meta.get("topics") or []:
-                name = t.get("name", "")
-                if not wire.is_valid_topic_name(name) or wire.is_ephemeral(name):
-                    log.warning("skipping creation of invalid topic %s", name)
+            for t in topics:
+                if not wire.is_valid_topic_name(t.name) or wire.is_ephemeral(t.name):
+                    log.warning("skipping creation of invalid topic %s", t.name)
                     continue
-                topic = self.get_topic(name)
-                if t.get("paused"):
+                topic = self.get_topic(t.name)
+                if t.paused:
                     topic.pause()
-                for c in t.get("channels") or []:
-                    cname = c.get("name", "")
-                    if not wire.is_valid_channel_name(cname) or wire.is_ephemeral(cname):
-                        log.warning("skipping creation of invalid channel %s", cname)
+                for c in t.channels:
+                    if not wire.is_valid_channel_name(c.name) or wire.is_ephemeral(c.name):
+                        log.warning("skipping creation of invalid channel %s", c.name)
                         continue
-                    channel = topic.get_channel(cname)
-                    if c.get("paused"):
+                    channel = topic.get_channel(c.name)
+                    if c.paused:
                         channel.pause()
         finally:
             self._loading = False
