@@ -11,7 +11,7 @@ with the same secret.  Regexes match anywhere in the name (Go's
 `MatchString`, not anchored); publishing needs a channel regex that matches
 the empty channel name.
 
-`requests` is imported on first use (start-up stays fast).
+The HTTP client (`http_client.py`, `requests` inside) is imported on first use.
 """
 from __future__ import annotations
 
@@ -168,17 +168,18 @@ def _https_endpoint(url: str, body: bytes) -> str:
 
 
 def _request(opts: "Options", url: str) -> Tuple[int, bytes]:
-    import requests  # lazily: only nodes with an auth server need it
+    from .http_client import HTTPClient, HTTPClientError  # lazily: only nodes with an auth server need it
 
     verify: Any = opts.tls_root_ca_file or True
     cert = (opts.tls_cert, opts.tls_key) if opts.tls_cert and opts.tls_key else None
     method = "POST" if opts.auth_http_request_method == "post" else "GET"
+    http = HTTPClient(opts.http_client_connect_timeout, opts.http_client_request_timeout, verify=verify, cert=cert)
     try:
-        r = requests.request(method, url, headers={"Accept": ACCEPT}, verify=verify, cert=cert,
-                             timeout=(opts.http_client_connect_timeout, opts.http_client_request_timeout),
-                             allow_redirects=True)
-    except requests.RequestException as e:
-        raise AuthError(_redact("%s %s: %s" % (method, url, e))) from None
+        r = http.request(method, url, headers={"Accept": ACCEPT})
+    except HTTPClientError as e:
+        raise AuthError(_redact(str(e))) from None
+    finally:
+        http.close()
     return r.status_code, r.content
 
 

@@ -23,7 +23,6 @@ either.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import select
@@ -32,7 +31,6 @@ import struct
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
-from urllib.parse import urlencode
 
 from . import NSQ_VERSION, wire
 from .errors import ExitingError
@@ -383,24 +381,19 @@ class Lookup:
 
     def _topic_channels(self, addr: str, topic: str) -> List[str]:
         try:
-            host, port = split_address(addr, "lookupd-http-address")
+            split_address(addr, "lookupd-http-address")
         except FlagError as e:
             raise LookupdError(str(e)) from None
+        from .http_client import HTTPClient, HTTPClientError
+
         opts = self.nsqd.opts
-        conn = http.client.HTTPConnection(host, port, timeout=opts.http_client_connect_timeout)
+        http = HTTPClient(opts.http_client_connect_timeout, opts.http_client_request_timeout)
         try:
-            conn.request("GET", "/channels?" + urlencode({"topic": topic}),
-                         headers={"Accept": "application/vnd.nsq; version=1.0"})
-            conn.sock.settimeout(opts.http_client_request_timeout)
-            resp = conn.getresponse()
-            body = resp.read()
+            data = http.get_json(addr, "/channels", topic=topic)  # the pre-1.0 shape is unwrapped
+        except HTTPClientError as e:
+            raise LookupdError(str(e)) from None
         finally:
-            conn.close()
-        if resp.status != 200:
-            raise LookupdError("HTTP %d %s" % (resp.status, body[:200].decode("utf-8", "replace")))
-        data = json.loads(body)
-        if isinstance(data, dict) and "channels" not in data and isinstance(data.get("data"), dict):
-            data = data["data"]  # pre-1.0 lookupd answer shape
+            http.close()
         channels = data.get("channels") if isinstance(data, dict) else None
         return [c for c in channels or [] if isinstance(c, str)]
 

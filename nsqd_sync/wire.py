@@ -166,8 +166,30 @@ def split_mpub_body(body: bytes) -> List[bytes]:
     return out
 
 
+class FrameError(ValueError):
+    """A frame header that no NSQ peer sends (size below 4: the type field alone is 4 bytes)."""
+
+
+def check_frame_size(size: int) -> int:
+    """A frame header's size field, checked: raises FrameError below 4 (or above 2 GiB - 1)."""
+    if size < 4:
+        raise FrameError("invalid frame size %d" % size)
+    return size
+
+
+def read_frame_header(header: bytes) -> Tuple[int, int]:
+    """(data length, frame type) of an 8-byte frame header, the size checked."""
+    size, ftype = _FRAME_HEADER.unpack_from(header)
+    return check_frame_size(size) - 4, ftype
+
+
 class FrameReader:
-    """Incremental frame parser for a byte stream (client side)."""
+    """Incremental frame parser for a byte stream: the one frame decoder.
+
+    Used by the client library's connection, the benchmarks' FrameConn and
+    the tests.  A size below 4 raises FrameError (a size of -4 would
+    otherwise never advance).
+    """
 
     __slots__ = ("buf",)
 
@@ -175,6 +197,7 @@ class FrameReader:
         self.buf = bytearray()
 
     def feed(self, data: bytes) -> List[Tuple[int, bytes]]:
+        """Add received bytes; return the complete (frame type, data) frames, oldest first."""
         buf = self.buf
         buf += data
         frames = []
@@ -182,6 +205,9 @@ class FrameReader:
         n = len(buf)
         while n - pos >= 8:
             size, ftype = _FRAME_HEADER.unpack_from(buf, pos)
+            if size < 4:
+                del buf[:pos]
+                raise FrameError("invalid frame size %d" % size)
             end = pos + 4 + size
             if end > n:
                 break
@@ -190,6 +216,10 @@ class FrameReader:
         if pos:
             del buf[:pos]
         return frames
+
+    def pending(self) -> int:
+        """How many bytes of an incomplete frame are buffered."""
+        return len(self.buf)
 
 
 def iter_frames(data: bytes) -> Iterable[Tuple[int, bytes]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -167,30 +166,43 @@ def identify_body(extra: Optional[dict] = None, negotiate: bool = False) -> byte
     return json.dumps(data).encode()
 
 
-_FRAME_HEADER = struct.Struct(">ii")
-
-
 class FrameConn:
-    """A blocking frame reader over a socket, for the few non-bulk reads a tool makes."""
+    """A blocking frame reader over a socket (wire.FrameReader), for a tool's few non-bulk reads.
+
+    The bulk loops (reader.py, latency.py) parse their receive buffer in place
+    with wire.unpack_frame_header and wire.check_frame_size; they start from
+    `buf`, the bytes this reader holds beyond the frames it returned.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buf = bytearray()
+        self._reader = wire.FrameReader()
+        self._frames: List[Tuple[int, bytes]] = []
+
+    @property
+    def buf(self) -> bytearray:
+        """Received bytes not yet returned as frames (whole frames included)."""
+        return bytearray(b"".join(wire.frame(t, d) for t, d in self._frames)) + self._reader.buf
+
+    @buf.setter
+    def buf(self, data: bytearray) -> None:
+        self._frames = []
+        self._reader = wire.FrameReader()
+        self._frames = self._feed(bytes(data))
+
+    def _feed(self, data: bytes) -> List[Tuple[int, bytes]]:
+        try:
+            return self._reader.feed(data)
+        except wire.FrameError as e:
+            raise BenchError("nsqd sent %s" % e) from None
 
     def read_frame(self) -> Tuple[int, bytes]:
-        buf = self.buf
-        while True:
-            if len(buf) >= 8:
-                size, ftype = _FRAME_HEADER.unpack_from(buf, 0)
-                end = 4 + size
-                if len(buf) >= end:
-                    data = bytes(buf[8:end])
-                    del buf[:end]
-                    return ftype, data
+        while not self._frames:
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise BenchError("nsqd closed the connection")
-            buf += chunk
+            self._frames = self._feed(chunk)
+        return self._frames.pop(0)
 
     def read_response(self, what: str) -> bytes:
         """The next response frame, answering heartbeats; error frames raise."""

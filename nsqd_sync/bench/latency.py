@@ -27,7 +27,6 @@ from .common import RECV_BUFFER, BenchError, FrameConn, Reporter, connect, ident
 from .workers import WorkerPool
 
 _STAMP = struct.Struct(">8sq")
-_FRAME_HEADER = struct.Struct(">ii")
 MIN_SIZE = _STAMP.size
 
 
@@ -95,7 +94,7 @@ def _publish(sock: socket.socket, conn: FrameConn, spec: dict, start_ns: int) ->
     sock.settimeout(None)  # blocking: sendall waits, recv(MSG_DONTWAIT) never does
     sent = 0
     acked = 0
-    pending = bytearray()
+    pending = wire.FrameReader()
     period = 1e9 / rate
     while True:
         t = now()
@@ -112,15 +111,16 @@ def _publish(sock: socket.socket, conn: FrameConn, spec: dict, start_ns: int) ->
             time.sleep(wait / 1e9)
     publish_ns = now() - start_ns
     sock.settimeout(10.0)
-    conn.buf = pending
+    conn.buf = pending.buf
     while acked < sent:
         conn.expect_ok("PUB")
         acked += 1
     return {"count": sent, "publish_ns": publish_ns}
 
 
-def _drain_acks(sock: socket.socket, pending: bytearray) -> int:
+def _drain_acks(sock: socket.socket, pending: wire.FrameReader) -> int:
     """Count the complete OK frames that have arrived, without blocking."""
+    frames: List[Tuple[int, bytes]] = []
     while True:
         try:
             chunk = sock.recv(65536, socket.MSG_DONTWAIT)
@@ -128,24 +128,18 @@ def _drain_acks(sock: socket.socket, pending: bytearray) -> int:
             break
         if not chunk:
             raise BenchError("latency publisher: nsqd closed the connection")
-        pending += chunk
+        try:
+            frames += pending.feed(chunk)
+        except wire.FrameError as e:
+            raise BenchError("latency publisher: nsqd sent %s" % e) from None
     acked = 0
-    pos = 0
-    n = len(pending)
-    while n - pos >= 8:
-        size, ftype = _FRAME_HEADER.unpack_from(pending, pos)
-        end = pos + 4 + size
-        if end > n:
-            break
-        data = bytes(pending[pos + 8:end])
+    for ftype, data in frames:
         if ftype == wire.FRAME_TYPE_ERROR:
             raise BenchError("PUB failed: %s" % data.decode("utf-8", "replace"))
         if data == wire.OK:
             acked += 1
         elif data == wire.HEARTBEAT:
             sock.sendall(b"NOP\n")
-        pos = end
-    del pending[:pos]
     return acked
 
 
@@ -176,7 +170,7 @@ def _consume(sock: socket.socket, conn: FrameConn, token: bytes, pool: WorkerPoo
     buf[:filled] = conn.buf
     lat: List[int] = []
     add = lat.append
-    unpack = _FRAME_HEADER.unpack_from
+    unpack = wire.unpack_frame_header
     unstamp = _STAMP.unpack_from
     clock = time.time_ns
     now = time.monotonic_ns
@@ -202,6 +196,8 @@ def _consume(sock: socket.socket, conn: FrameConn, token: bytes, pool: WorkerPoo
         fins = []
         while filled - pos >= 8:
             size, ftype = unpack(buf, pos)
+            if size < 4:  # wire.check_frame_size, inline on this hot loop
+                raise BenchError("latency consumer: nsqd sent invalid frame size %d" % size)
             end = pos + 4 + size
             if end > filled:
                 break

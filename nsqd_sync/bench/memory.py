@@ -13,13 +13,11 @@ flat once the memory queue is full.
 """
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
+from ..http_client import HTTPClient, HTTPClientError
 from .common import BenchError, Reporter, create_channels
 from .node import BenchNode, wait_stable_rss
 from . import writer
@@ -93,13 +91,15 @@ def channel_depth(http_address: str, topic: str, channel: str) -> Optional[int]:
     """The channel's depth from /stats, or None if the node has no usable stats."""
     if not http_address:
         return None
-    url = "http://%s/stats?format=json&topic=%s&channel=%s" % (http_address, topic, channel)
+    http = HTTPClient(5.0, 5.0)
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            stats = json.loads(r.read())
-    except (OSError, ValueError, urllib.error.URLError):
+        stats = http.get_json(http_address, "/stats", format="json", topic=topic, channel=channel)
+    except HTTPClientError:
         return None
-    stats = stats.get("data", stats) if isinstance(stats, dict) else {}
+    finally:
+        http.close()
+    if not isinstance(stats, dict):
+        return None
     for t in stats.get("topics") or []:
         if t.get("topic_name") == topic:
             for c in t.get("channels") or []:

@@ -8,7 +8,6 @@ of its messages with one `sendall` of `FIN <id>\\n` lines.
 from __future__ import annotations
 
 import socket
-import struct
 import time
 from typing import Any, List, Optional, Tuple
 
@@ -17,7 +16,6 @@ from .common import (RECV_BUFFER, BenchError, FrameConn, Reporter, Throughput, c
 from .workers import run_timed, summarize
 from . import writer
 
-_FRAME_HEADER = struct.Struct(">ii")
 
 
 def prepare(spec: dict) -> Tuple[socket.socket, FrameConn]:
@@ -46,7 +44,7 @@ def _consume(sock: socket.socket, conn: FrameConn, spec: dict, start_ns: int) ->
     mv = memoryview(buf)
     filled = len(conn.buf)
     buf[:filled] = conn.buf
-    unpack = _FRAME_HEADER.unpack_from
+    unpack = wire.unpack_frame_header
     recv_into = sock.recv_into
     sendall = sock.sendall
     settimeout = sock.settimeout
@@ -77,6 +75,8 @@ def _consume(sock: socket.socket, conn: FrameConn, spec: dict, start_ns: int) ->
         fins: List[Any] = []
         while filled - pos >= 8:
             size, ftype = unpack(buf, pos)
+            if size < 4:  # wire.check_frame_size, inline on this hot loop
+                raise BenchError("reader: nsqd sent invalid frame size %d" % size)
             end = pos + 4 + size
             if end > filled:
                 break

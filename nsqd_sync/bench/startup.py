@@ -19,19 +19,23 @@ from .common import BenchError, Reporter
 
 
 def _ping_ok(http_address: str, deadline: float) -> None:
-    import urllib.error
-    import urllib.request
+    from ..addresses import http_url
+    from ..http_client import HTTPClient, HTTPClientError
 
-    while True:
-        try:
-            with urllib.request.urlopen("http://%s/ping" % http_address, timeout=2.0) as r:
-                if r.status == 200 and r.read() == b"OK":
+    http = HTTPClient(2.0, 2.0)
+    try:
+        while True:
+            try:
+                r = http.request("GET", http_url(http_address, "/ping"))
+                if r.status_code == 200 and r.content == b"OK":
                     return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise BenchError("node at %s did not answer /ping" % http_address)
-        time.sleep(0.002)
+            except HTTPClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError("node at %s did not answer /ping" % http_address)
+            time.sleep(0.002)
+    finally:
+        http.close()
 
 
 def bench_startup(command: Sequence[str], args: Sequence[str], runs: int,

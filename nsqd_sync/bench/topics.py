@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.error
-import urllib.request
 from typing import List, Optional, Sequence, Tuple
 
 from .. import wire
+from ..http_client import HTTPClient, HTTPClientError
 from .common import (BenchError, FrameConn, Reporter, Throughput, connect, create_channels,
                      identify, message_body)
 from .workers import run_timed, summarize
@@ -75,14 +74,15 @@ def run(state: Tuple[socket.socket, FrameConn, List[bytes], bytes], spec: dict,
 
 def delete_topics(http_address: str, names: Sequence[str]) -> None:
     """POST /topic/delete for each name (errors ignored: a cleanup, not a measurement)."""
-    for name in names:
-        req = urllib.request.Request("http://%s/topic/delete?topic=%s" % (http_address, name),
-                                     data=b"", method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                r.read()
-        except (OSError, urllib.error.URLError):
-            pass
+    http = HTTPClient(2.0, 10.0)
+    try:
+        for name in names:
+            try:
+                http.post(http_address, "/topic/delete", topic=name)
+            except HTTPClientError:
+                pass
+    finally:
+        http.close()
 
 
 def bench_topics(address: str, http_address: str, prefix: str, channel: str, size: int,

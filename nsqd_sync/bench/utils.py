@@ -84,13 +84,14 @@ def queue_messages(address: str, topic: str, channel: str, count: int, size: int
 
 
 def http_json(node: BenchNode, path: str, method: str = "GET") -> Any:
-    import json
-    import urllib.request
+    from ..addresses import http_url
+    from ..http_client import HTTPClient
 
-    req = urllib.request.Request("http://%s%s" % (node.http_address, path), method=method)
-    with urllib.request.urlopen(req, timeout=30) as r:
-        data = r.read()
-    return json.loads(data) if data.strip() else None
+    http = HTTPClient(5.0, 30.0)
+    try:
+        return http.nsq_request(method, http_url(node.http_address, path))
+    finally:
+        http.close()
 
 
 def channel_state(node: BenchNode, topic: str, channel: str) -> Tuple[int, int, int]:

@@ -14,11 +14,12 @@ import json
 import logging
 import socket
 import ssl
-import zlib
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import __version__, wire
+from ..addresses import split_host_port
+from ..transport import DeflateTransport, PlainTransport, SnappyTransport, snappy_available
 from .errors import NSQConnectionError, NSQError, NSQProtocolError, error_from_frame
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,9 @@ Frame = Tuple[int, bytes]
 
 
 def split_address(address: str) -> Tuple[str, int]:
-    """("host", port) of `host:port` (IPv6 hosts may be bracketed)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError("address %r is not host:port" % (address,))
-    return host.strip("[]") or "127.0.0.1", int(port)
+    """("host", port) to dial for `host:port` (IPv6 hosts bracketed; an empty host is loopback)."""
+    host, port = split_host_port(address)
+    return host or "127.0.0.1", port
 
 
 # IDENTIFY fields that are durations: given in seconds in the Python API, sent in ms
@@ -70,107 +69,6 @@ def default_identify() -> Dict[str, Any]:
     }
 
 
-class _Deflate:
-    """Raw deflate on both directions of the stream (NSQ's `deflate` feature)."""
-
-    def __init__(self, level: int) -> None:
-        self._c = zlib.compressobj(level, zlib.DEFLATED, -15)
-        self._d = zlib.decompressobj(-15)
-
-    def compress(self, data: bytes) -> bytes:
-        return self._c.compress(data) + self._c.flush(zlib.Z_SYNC_FLUSH)
-
-    def decompress(self, data: bytes) -> bytes:
-        return self._d.decompress(data)
-
-
-class _Snappy:
-    """Snappy framing format on both directions (NSQ's `snappy` feature); needs cramjam."""
-
-    _STREAM_ID = b"\xff\x06\x00\x00sNaPpY"
-    _MAX_CHUNK = 65536
-
-    def __init__(self) -> None:
-        try:
-            import cramjam  # noqa: F401  (optional dependency: the `snappy` extra)
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise NSQConnectionError("snappy requested but cramjam is not installed") from e
-        self._snappy = cramjam.snappy
-        self._sent_id = False
-        self._buf = bytearray()
-
-    @staticmethod
-    def _masked_crc(data: bytes) -> bytes:
-        crc = _crc32c(data)
-        crc = (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-        return crc.to_bytes(4, "little")
-
-    def compress(self, data: bytes) -> bytes:
-        out = []
-        if not self._sent_id:
-            out.append(self._STREAM_ID)
-            self._sent_id = True
-        view = memoryview(data)
-        for start in range(0, len(data), self._MAX_CHUNK):
-            chunk = bytes(view[start:start + self._MAX_CHUNK])
-            comp = bytes(self._snappy.compress_raw(chunk))
-            crc = self._masked_crc(chunk)
-            if len(comp) < len(chunk):
-                kind, payload = 0x00, comp
-            else:
-                kind, payload = 0x01, chunk
-            size = len(payload) + 4
-            out.append(bytes((kind, size & 0xFF, (size >> 8) & 0xFF, size >> 16)) + crc + payload)
-        return b"".join(out)
-
-    def decompress(self, data: bytes) -> bytes:
-        buf = self._buf
-        buf += data
-        out = []
-        pos = 0
-        n = len(buf)
-        while n - pos >= 4:
-            kind = buf[pos]
-            size = buf[pos + 1] | (buf[pos + 2] << 8) | (buf[pos + 3] << 16)
-            end = pos + 4 + size
-            if end > n:
-                break
-            body = bytes(buf[pos + 4:end])
-            if kind == 0x00:
-                out.append(bytes(self._snappy.decompress_raw(body[4:])))
-            elif kind == 0x01:
-                out.append(body[4:])
-            elif kind == 0xFF or 0x80 <= kind <= 0xFE:
-                pass  # stream identifier, padding, skippable chunks
-            else:
-                raise NSQProtocolError("unknown snappy chunk type 0x%02x" % kind)
-            pos = end
-        del buf[:pos]
-        return b"".join(out)
-
-
-def _crc32c_table() -> List[int]:
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
-        table.append(crc)
-    return table
-
-
-_CRC32C_TABLE: List[int] = []
-
-
-def _crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), as the snappy framing format checksums chunks."""
-    table = _CRC32C_TABLE or _CRC32C_TABLE.extend(_crc32c_table()) or _CRC32C_TABLE
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
 class Connection:
     """A V2 connection to one nsqd.
 
@@ -200,7 +98,7 @@ class Connection:
         self.sock: Optional[socket.socket] = None
         self._reader = wire.FrameReader()
         self._pending: List[Frame] = []
-        self._codec: Any = None
+        self.transport: Any = None  # the server's transport classes: plain, then deflate/snappy
         self._wlock = threading.Lock()
         self._closed = False
 
@@ -218,6 +116,7 @@ class Connection:
             raise NSQConnectionError("connect to %s failed: %s" % (self.address, e)) from e
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
+        self.transport = PlainTransport(sock)
         try:
             sock.sendall(wire.MAGIC_V2)
             self._identify()
@@ -247,13 +146,16 @@ class Connection:
         if self.features.get("tls_v1"):
             ctx = self.tls_context or ssl.create_default_context()
             self.sock = ctx.wrap_socket(self.sock, server_hostname=self.host)
+            self.transport = PlainTransport(self.sock)
             if self._read_response_exact() != wire.OK:
                 raise NSQProtocolError("expected OK after the TLS upgrade")
         if self.features.get("snappy"):
-            self._codec = _Snappy()
+            if not snappy_available():
+                raise NSQConnectionError("snappy requested but cramjam is not installed")
+            self.transport = SnappyTransport(self.transport)
             self._expect_ok("snappy")
         elif self.features.get("deflate"):
-            self._codec = _Deflate(int(self.features.get("deflate_level") or 6))
+            self.transport = DeflateTransport(self.transport, int(self.features.get("deflate_level") or 6))
             self._expect_ok("deflate")
 
     def _recv_exact(self, n: int) -> bytes:
@@ -269,8 +171,11 @@ class Connection:
     def _read_response_exact(self) -> bytes:
         """One response frame read without over-reading the socket (handshake only)."""
         while True:
-            size, ftype = wire.unpack_frame_header(self._recv_exact(8))
-            data = self._recv_exact(size - 4)
+            try:
+                length, ftype = wire.read_frame_header(self._recv_exact(8))
+            except wire.FrameError as e:
+                raise NSQProtocolError("%s from %s" % (e, self.address)) from None
+            data = self._recv_exact(length)
             if ftype == wire.FRAME_TYPE_ERROR:
                 raise error_from_frame(data)
             if ftype != wire.FRAME_TYPE_RESPONSE:
@@ -315,9 +220,7 @@ class Connection:
             if self._closed:
                 raise NSQConnectionError("connection to %s is closed" % self.address)
             try:
-                if self._codec is not None:
-                    data = self._codec.compress(data)
-                self.sock.sendall(data)
+                self.transport.sendall(data)
             except (OSError, ssl.SSLError) as e:
                 raise NSQConnectionError("write to %s failed: %s" % (self.address, e)) from e
 
@@ -331,16 +234,17 @@ class Connection:
             out, self._pending = self._pending, []
             return out
         try:
-            data = self.sock.recv(RECV_SIZE)
+            data = self.transport.recv(RECV_SIZE)
         except socket.timeout as e:
             raise NSQConnectionError("read from %s timed out" % self.address) from e
         except (OSError, ssl.SSLError, AttributeError) as e:
             raise NSQConnectionError("read from %s failed: %s" % (self.address, e)) from e
         if not data:
             raise NSQConnectionError("connection closed by %s" % self.address)
-        if self._codec is not None:
-            data = self._codec.decompress(data)
-        return self._reader.feed(data)
+        try:
+            return self._reader.feed(data)
+        except wire.FrameError as e:
+            raise NSQProtocolError("%s from %s" % (e, self.address)) from None
 
     def read_frame(self) -> Frame:
         """The next frame, read synchronously (only when no reader thread runs)."""

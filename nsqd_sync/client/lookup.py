@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 from urllib.parse import urlencode, urlsplit
 
-logger = logging.getLogger(__name__)
+from ..addresses import join_host_port
+from ..http_client import HTTPClient, HTTPClientError
 
-ACCEPT = "application/vnd.nsq; version=1.0"
+logger = logging.getLogger(__name__)
 
 
 def lookup_url(lookupd_http_address: str, topic: str) -> str:
@@ -25,10 +26,7 @@ def lookup_url(lookupd_http_address: str, topic: str) -> str:
 def producer_address(producer: Dict[str, Any]) -> str:
     """`host:tcp_port` to connect to for one producer record of /lookup."""
     host = producer.get("broadcast_address") or producer.get("address") or producer.get("hostname")
-    host = str(host)
-    if ":" in host and not host.startswith("["):
-        host = "[%s]" % host
-    return "%s:%d" % (host, int(producer["tcp_port"]))
+    return join_host_port(str(host), int(producer["tcp_port"]))
 
 
 def parse_lookup(data: Any) -> List[str]:
@@ -46,18 +44,18 @@ def parse_lookup(data: Any) -> List[str]:
 
 
 def lookup_nsqd_addresses(lookupd_http_address: str, topic: str, timeout: float = 2.0,
-                          session: Any = None) -> List[str]:
+                          client: Optional[HTTPClient] = None) -> List[str]:
     """The nsqd TCP addresses lookupd knows for `topic` ([] if it knows no such topic).
 
-    Raises requests' exceptions (or ValueError for a body that is not JSON)
-    when lookupd cannot be asked.
+    Raises HTTPClientError when lookupd cannot be asked or its answer is not JSON.
     """
-    import requests  # imported lazily: only consumers using lookupd need it
-
-    url = lookup_url(lookupd_http_address, topic)
-    get = session.get if session is not None else requests.get
-    resp = get(url, headers={"Accept": ACCEPT}, timeout=timeout)
-    if resp.status_code == 404:
-        return []
-    resp.raise_for_status()
-    return parse_lookup(resp.json())
+    http = client if client is not None else HTTPClient(timeout, timeout)
+    try:
+        return parse_lookup(http.nsq_request("GET", lookup_url(lookupd_http_address, topic)))
+    except HTTPClientError as e:
+        if e.status == 404:
+            return []
+        raise
+    finally:
+        if client is None:
+            http.close()

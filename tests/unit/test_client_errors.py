@@ -5,7 +5,7 @@ import pytest
 
 from nsqd_sync import wire
 from nsqd_sync.client import errors
-from nsqd_sync.client.connection import _crc32c, _Deflate, split_address
+from nsqd_sync.client.connection import split_address
 from nsqd_sync.client.consumer import Consumer, _ConsumerConn, _WorkQueue
 from nsqd_sync.client.lookup import lookup_url, parse_lookup
 from nsqd_sync.client.message import Message
@@ -100,23 +100,6 @@ def test_split_address():
     assert split_address("[::1]:4150") == ("::1", 4150)
     with pytest.raises(ValueError):
         split_address("nohost")
-
-
-# ---------------------------------------------------------------- codecs
-
-def test_deflate_stream_round_trip():
-    a, b = _Deflate(6), _Deflate(6)
-    data = [b"PUB t\n" + b"x" * 500, b"NOP\n", bytes(range(256)) * 10]
-    for chunk in data:
-        wire_bytes = a.compress(chunk)
-        # the receiver may get the compressed stream split anywhere
-        out = b"".join(b.decompress(wire_bytes[i:i + 7]) for i in range(0, len(wire_bytes), 7))
-        assert out == chunk
-
-
-def test_crc32c_check_value():
-    assert _crc32c(b"123456789") == 0xE3069283
-    assert _crc32c(b"") == 0
 
 
 # ---------------------------------------------------------------- messages and queue

@@ -49,6 +49,28 @@ def test_frame_reader_keeps_a_partial_frame():
     assert reader.feed(data[-1:]) == [(0, b"hello")]
 
 
+@pytest.mark.parametrize("size", [-4, -1, 0, 3, -2**31])
+def test_frame_reader_rejects_sizes_below_four(size):
+    reader = wire.FrameReader()
+    good = wire.frame(0, b"OK")
+    with pytest.raises(wire.FrameError):
+        reader.feed(good + struct.pack(">ii", size, 0) + b"rest")
+    with pytest.raises(wire.FrameError):
+        wire.read_frame_header(struct.pack(">ii", size, 0))
+
+
+def test_frame_reader_returns_frames_before_a_bad_header_on_the_next_feed():
+    reader = wire.FrameReader()
+    assert reader.feed(wire.frame(0, b"OK") + struct.pack(">i", -4)) == [(0, b"OK")]  # header incomplete
+    with pytest.raises(wire.FrameError):
+        reader.feed(struct.pack(">i", 0))
+
+
+def test_smallest_frame_has_size_four():
+    assert wire.iter_frames(struct.pack(">ii", 4, 0)) == [(0, b"")]
+    assert wire.read_frame_header(struct.pack(">ii", 4, 1)) == (0, 1)
+
+
 def test_iter_frames():
     data = wire.OK_FRAME + wire.HEARTBEAT_FRAME
     assert list(wire.iter_frames(data)) == [(0, b"OK"), (0, b"_heartbeat_")]
