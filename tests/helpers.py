@@ -10,6 +10,7 @@ stderr so the server never blocks on a full pipe.  Every wait has a deadline.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import threading
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from nsqd_sync import wire
 from nsqd_sync.addresses import split_host_port
+from nsqd_sync.testing.nodes import wait_until
 from nsqd_sync.testing.process import NodeProcess, NodeStartError, command_for  # noqa: F401
 
 if TYPE_CHECKING:
@@ -57,15 +59,17 @@ class BodyCollector:
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.02,
              message: str = "condition") -> object:
-    """Poll predicate until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + message)
-        time.sleep(interval)
+    """Poll predicate until it returns a truthy value or the deadline passes (AssertionError)."""
+    return wait_until(predicate, timeout, interval, message)
+
+
+def pid_gone(pid: int) -> bool:
+    """No process has this PID any more (exited and reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def http_request(port: int, path: str, method: str = "GET", body: Optional[bytes] = None,

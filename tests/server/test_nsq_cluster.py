@@ -21,7 +21,7 @@ import click
 
 from nsqd_sync import flags
 from nsqd_sync.testing.nsq_cluster import FLAGS, PROG, busy_port, command, plan_ports
-from tests.helpers import http_request, wait_for
+from tests.helpers import http_request, pid_gone, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAN_PAGE = os.path.join(ROOT, "man", "nsq_cluster.1")
@@ -88,14 +88,6 @@ class ClusterRun:
                         pass
         self.reader.join(10)
         return code
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def free_base(nodes: int = 3) -> int:
@@ -213,11 +205,11 @@ def test_cluster_answers_routes_a_message_and_stops_on_sigint(tmp_path):
         assert not (tmp_path / "b").exists()
 
         pids = run.pids
-        assert len(pids) == 5 and all(not gone(pid) for pid in pids)
+        assert len(pids) == 5 and all(not pid_gone(pid) for pid in pids)
     finally:
         code = run.finish(signal.SIGINT)
     assert code == 0
-    assert all(gone(pid) for pid in pids)
+    assert all(pid_gone(pid) for pid in pids)
     assert run.output()[-1] == "%s: stopped" % PROG
 
 
@@ -251,7 +243,7 @@ def test_sigterm_kills_a_process_that_does_not_stop(tmp_path):
     finally:
         code = run.finish(signal.SIGTERM)
     assert code == 0
-    assert all(gone(pid) for pid in run.pids)
+    assert all(pid_gone(pid) for pid in run.pids)
     err = run.proc.stderr.read()
     assert "nsqd1 (pid %d) did not exit within 1s of SIGTERM: killed" % stuck in err
 
@@ -265,7 +257,7 @@ def test_a_child_that_dies_stops_the_cluster(tmp_path):
     finally:
         code = run.finish(None)
     assert code == 1
-    assert all(gone(pid) for pid in run.pids)
+    assert all(pid_gone(pid) for pid in run.pids)
     assert "nsqd1 (pid %d) exited with code -9; stopping the cluster" % victim in run.proc.stderr.read()
 
 
@@ -277,4 +269,4 @@ def test_sighup_from_a_closed_terminal_stops_everything(tmp_path):
     finally:
         code = run.finish(signal.SIGHUP)
     assert code == 0
-    assert all(gone(pid) for pid in run.pids)
+    assert all(pid_gone(pid) for pid in run.pids)

@@ -18,6 +18,7 @@ from importlib import metadata
 import pytest
 
 from nsqd_sync.testing import flag_args
+from tests.helpers import pid_gone
 
 pytest_plugins = ["pytester"]
 
@@ -33,14 +34,6 @@ def readme_example() -> str:
     marker = "<!-- example test file: test_orders.py"
     start = text.index("```python\n", text.index(marker)) + len("```python\n")
     return text[start:text.index("```\n", start)]
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def run_subprocess(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -118,7 +111,7 @@ def test_a_failed_test_still_gets_its_nodes_stopped(pytester: pytest.Pytester):
     result.assert_outcomes(passed=1, failed=1)
     started = json.loads(pids.read_text())
     assert len(started) == 6
-    assert all(gone(pid) for pid in started)
+    assert all(pid_gone(pid) for pid in started)
     # the failure report carries the nodes' logs
     text = result.stdout.str()
     assert "this test fails on purpose" in text
@@ -206,7 +199,7 @@ def test_session_node_is_shared_and_topics_are_per_test(pytester: pytest.Pyteste
     """ % str(seen)))
     result = run_subprocess(pytester, "-p", "no:randomly")
     result.assert_outcomes(passed=3)
-    assert gone(json.loads(seen.read_text())[0])
+    assert pid_gone(json.loads(seen.read_text())[0])
 
 
 # ---------------------------------------------------------------- start-up benchmark
