@@ -355,6 +355,35 @@ def test_lookup_page_shows_what_lookupd_knows_and_creates_a_topic(cluster, brows
     shot(browser, tmp_path, "lookup-created")
 
 
+def test_counter_ticks_and_auto_refresh_updates_without_reloading(cluster, browser, tmp_path):
+    """The progressive JavaScript: the counter follows /api/counter, auto-refresh the page."""
+    from selenium.webdriver.common.by import By
+
+    node = cluster.nodes[0]
+    _post(node, "/topic/create?topic=browser_tick")
+    _post(node, "/channel/create?topic=browser_tick&channel=c")
+    load(browser, cluster, "/counter", "Messages processed")
+    before = number(browser.text("#counter-total"))
+    browser.driver.execute_script("window.__same_document = true")
+    for i in range(3):
+        _post(node, "/pub?topic=browser_tick", b"tick%d" % i)
+    browser.wait(lambda: number(browser.text("#counter-total")) == before + 3, timeout=30,
+                 what="the counter to count 3 more messages")
+    assert browser.driver.execute_script("return window.__same_document") is True  # no reload
+
+    load(browser, cluster, "/topics/browser_tick", "browser_tick")
+    depth = lambda: number(browser.text("#channels tr[data-channel=c] td.depth"))  # noqa: E731
+    assert depth() == 3
+    browser.driver.find_element(By.ID, "auto-refresh").click()
+    browser.driver.execute_script("window.__same_document = true")
+    _post(node, "/pub?topic=browser_tick", b"tick3")
+    browser.wait(lambda: depth() == 4, timeout=30, what="auto-refresh to show depth 4")
+    assert browser.driver.execute_script("return window.__same_document") is True
+    browser.driver.find_element(By.ID, "auto-refresh").click()  # off again for the next tests
+    assert not browser.driver.find_element(By.ID, "auto-refresh").is_selected()
+    shot(browser, tmp_path, "topic-refreshed")
+
+
 # ---------------------------------------------------------------- actions
 
 def action_button(b: Browser, scope: str, action: str):
