@@ -9,7 +9,6 @@ templates in pages.py.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import mimetypes
 import os
@@ -19,7 +18,7 @@ from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 from urllib.parse import urlencode
 
-from nsqd_sync.http_base import HTTPError, NSQHTTPHandler
+from nsqd_sync.http_base import HTTPError, NSQHTTPHandler, parse_json
 from nsqd_sync.http_client import HTTPClientError
 
 from . import pages
@@ -306,10 +305,7 @@ class NSQAdminHandler(ActionRoutes, NSQHTTPHandler):
             if len(body) > MAX_BODY or not body:
                 raise HTTPError(413, "INVALID_VALUE")
             if opt == "nsqlookupd_http_addresses":
-                try:
-                    value = json.loads(body)
-                except ValueError:
-                    raise HTTPError(400, "INVALID_VALUE") from None
+                value = parse_json(body)
                 if value is None:
                     value = []
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

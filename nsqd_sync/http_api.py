@@ -16,7 +16,6 @@ The deprecated `/put` and `/mput` paths are accepted as `/pub` and `/mpub`
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import socket
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import NSQ_VERSION, debug, logs, stats, wire
 from .errors import BackendError, ExitingError
-from .http_base import BOOL_PARAMS, HTTPError, NSQHTTPHandler, Route
+from .http_base import BOOL_PARAMS, HTTPError, NSQHTTPHandler, Route, parse_json
 from .options import FLAGS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -209,10 +208,7 @@ class NSQDHTTPHandler(NSQHTTPHandler):
     def _put_config(self, opt: str, body: bytes) -> None:
         nsqd = self.server.nsqd
         if opt == "nsqlookupd_tcp_addresses":
-            try:
-                value = json.loads(body)
-            except ValueError:
-                raise HTTPError(400, "INVALID_VALUE") from None
+            value = parse_json(body)
             if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
                 raise HTTPError(400, "INVALID_VALUE")
             hook = getattr(nsqd, "on_lookupd_addresses_changed", None)

@@ -12,6 +12,12 @@ no Server header; each answer (headers and body) is one write; requests
 are logged as `200 GET /stats (127.0.0.1:5555) 1.2ms`.  Request bodies may
 be sized (Content-Length) or chunked; a body a handler did not read is
 drained if small, else the connection is closed.
+
+Framing is checked as Go's net/http checks it (request smuggling hygiene):
+Content-Length headers that differ or are not plain decimal numbers get
+Go's own `400 Bad Request` and the connection is closed before any handler
+runs; a chunk size that is not plain hex (at most 16 digits) ends the
+request with 400 INVALID_REQUEST and closes the connection.
 """
 from __future__ import annotations
 
@@ -33,6 +39,11 @@ Route = Tuple[Tuple[str, ...], str]  # (allowed methods, handler method name)
 BOOL_PARAMS = {"true": True, "1": True, "false": False, "0": False}  # NSQ's boolParams
 MAX_DISCARD = 256 * 1024  # unread body bytes drained to keep a connection (as Go's server)
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_DECIMAL = re.compile(rb"[0-9]+\Z")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}\Z")
+# what Go's net/http writes itself for a request it cannot frame
+GO_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  b"Connection: close\r\n\r\n400 Bad Request")
 
 
 class HTTPError(Exception):
@@ -44,6 +55,14 @@ class HTTPError(Exception):
         self.message = message
 
 
+def parse_json(body: bytes) -> Any:
+    """A JSON request body; 400 INVALID_VALUE if it is not JSON or nests too deep to parse."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise HTTPError(400, "INVALID_VALUE") from None
+
+
 def go_json(data: Any) -> bytes:
     """JSON as Go's encoding/json writes it (compact, <>& escaped, UTF-8)."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
@@ -51,7 +70,52 @@ def go_json(data: Any) -> bytes:
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode("utf-8")
 
 
-class NSQHTTPHandler(BaseHTTPRequestHandler):
+def chunk_size(line: bytes) -> Optional[int]:
+    """The size on a chunk line as Go reads it (extension and trailing blanks dropped), None if malformed.
+
+    Only hex digits, at most 16: int(x, 16) would also take a sign, 0x, _ and spaces.
+    """
+    text = line.split(b";", 1)[0].rstrip(b" \t\r\n")
+    return int(text, 16) if _CHUNK_SIZE.match(text) else None
+
+
+class GoFraming(BaseHTTPRequestHandler):
+    """Content-Length checked as Go's net/http checks it, for every HTTP server of the project.
+
+    Differing Content-Length headers (request smuggling) or one that is not
+    a plain decimal number: Go's own bare 400 and the connection closed,
+    before any handler runs.  Equal duplicates are one; with chunked
+    transfer encoding only the duplicates matter.
+    """
+
+    def parse_request(self) -> bool:
+        """http.server's parse, then Go's Content-Length rules (Go's bare 400 and close if broken)."""
+        if not super().parse_request():
+            return False
+        problem = self._framing_problem()
+        if problem:
+            log.debug("HTTP: %s bad request framing - %s", self.address_string(), problem)
+            self.close_connection = True
+            try:
+                self.wfile.write(GO_BAD_REQUEST)
+                self.wfile.flush()
+            except OSError:
+                pass
+            return False
+        return True
+
+    def _framing_problem(self) -> str:
+        """Why Go's net/http would refuse this request's Content-Length ("" if it would not)."""
+        values = [v.strip().encode("latin-1", "replace") for v in self.headers.get_all("Content-Length") or ()]
+        if len(set(values)) > 1:
+            return "multiple Content-Length headers %r" % values
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        if values and not chunked and not _DECIMAL.match(values[0]):
+            return "bad Content-Length %r" % values[0]
+        return ""
+
+
+class NSQHTTPHandler(GoFraming):
     """Routing, request bodies, query strings and answers shaped as NSQ's Go server does.
 
     Subclasses set `routes` (path -> (methods, handler method name)),
@@ -158,6 +222,7 @@ class NSQHTTPHandler(BaseHTTPRequestHandler):
         path = unquote(raw_path)
         route, self.params = self.match(path)
         handler_name = route[1] if route is not None else ""
+        allow: Optional[Tuple[str, ...]] = None  # a 405's Allow, for this answer only
         try:
             if route is None:
                 target = self._redirect_target(path)
@@ -167,12 +232,12 @@ class NSQHTTPHandler(BaseHTTPRequestHandler):
             elif method == "OPTIONS":
                 self._send(200, b"", None, nsq_header=False, allow=route[0])
             elif method not in route[0]:
-                self._allow = route[0]
+                allow = route[0]
                 raise HTTPError(405, "METHOD_NOT_ALLOWED")
             else:
                 getattr(self, handler_name)()
         except HTTPError as e:
-            self.send_json(e.status, {"message": e.message}, allow=getattr(self, "_allow", None))
+            self.send_json(e.status, {"message": e.message}, allow=allow)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             return
@@ -243,12 +308,10 @@ class NSQHTTPHandler(BaseHTTPRequestHandler):
         parts: List[bytes] = []
         got = 0
         while True:
-            line = self.rfile.readline(65537)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
+            size = chunk_size(self.rfile.readline(65537))
+            if size is None:
                 self._unread = -1
-                raise HTTPError(400, "INVALID_REQUEST") from None
+                raise HTTPError(400, "INVALID_REQUEST")
             if size == 0:
                 while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                     pass  # trailers

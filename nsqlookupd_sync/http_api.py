@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote, unquote_plus
 
 from nsqd_sync import NSQ_VERSION
+from nsqd_sync.http_base import GoFraming, chunk_size
 from nsqd_sync.wire import is_valid_channel_name, is_valid_topic_name
 
 from . import gojson
@@ -130,7 +131,7 @@ class LookupHTTPServer(TrackedThreadingMixIn, http.server.HTTPServer):
         self.init_tracking()
 
 
-class APIHandler(http.server.BaseHTTPRequestHandler):
+class APIHandler(GoFraming):
     """One HTTP connection; `route_*` methods hold the endpoints, grouped by resource."""
 
     protocol_version = "HTTP/1.1"
@@ -243,10 +244,8 @@ class APIHandler(http.server.BaseHTTPRequestHandler):
         """Read (and ignore) the request body so the connection stays usable."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             while True:
-                line = self.rfile.readline(65537)
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
+                size = chunk_size(self.rfile.readline(65537))
+                if size is None:
                     self.close_connection = True
                     return
                 if size == 0:
