@@ -56,19 +56,22 @@ def disk_backend(name: str, opts, on_health: Callable[[Optional[str]], None]) ->
     Every write reports to on_health, as NSQ's SetHealth: a failure makes the
     node unhealthy (/ping answers 500) until a later write succeeds.
     """
-    from .diskqueue import DiskQueue, DiskQueueError
+    from .diskqueue import DiskQueue, DiskQueueError, release_in_slices
 
     unbump = wire.unbump_attempts
     bump = wire.bump_attempts
 
     class _Disk(DiskQueue):
         def put_many(self, items: Sequence[bytes]) -> None:  # type: ignore[override]
+            records = [unbump(m) for m in items]
             try:
-                super().put_many([unbump(m) for m in items])
+                super().put_many(records)
             except DiskQueueError as e:
                 on_health("failed to write message to backend - %s" % e)
                 log.error("DISKQUEUE(%s): failed to write messages to backend - %s", name, e)
                 raise BackendError(str(e)) from e
+            finally:
+                release_in_slices(records)
             on_health(None)
 
         def read_many(self, max_n: int) -> List[bytes]:  # type: ignore[override]

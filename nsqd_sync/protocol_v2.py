@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import wire
 from .client_v2 import STATE_CLOSING, STATE_INIT, STATE_SUBSCRIBED, ClientV2
+from .diskqueue import release_in_slices
 from .errors import BackendError, ExitingError, ProtocolError, fatal, go_quote, nonfatal
 from .transport import DeflateTransport, SnappyTransport, TLSTransport
 
@@ -522,6 +523,8 @@ class ProtocolV2:
             self.nsqd.publish_messages(topic_name, msgs, body_bytes, self.client)
         except (BackendError, ExitingError) as e:
             raise fatal("E_MPUB_FAILED", "MPUB failed %s" % e) from None
+        finally:
+            release_in_slices(msgs)  # a huge batch is freed in pieces, not in one GIL-holding call
         return wire.OK_FRAME
 
     def _parse_mpub(self, topic: "Topic", buf: bytearray, start: int, end: int) -> Tuple[List[bytes], int]:
@@ -561,6 +564,7 @@ class ProtocolV2:
                 pos = stop
         finally:
             mv.release()
+            release_in_slices(heads)
         return msgs, end - start - 4 - 4 * count
 
     def _check_dpub(self, params: List[bytes]) -> Callable[[int], None]:
