@@ -131,16 +131,25 @@ class NSQAdmin:
             producers, _ = self.ci.get_producers(opts.lookupd_http_address, opts.nsqd_http_address)
             if not producers:
                 return {}
-            topics, _, _ = self.ci.get_nsqd_stats(producers, "", "", False, merge_channels=False)
+            node_stats, _ = self.ci.get_nsqd_stats_raw(producers)
         except ClusterError as e:
             log.debug("trends: %s", e)
             return {}
         out: Dict[str, Tuple[int, int]] = {}
-        for t in topics:
-            depth, count = out.get(t.topic_name, (0, 0))
-            out[t.topic_name] = (depth + t.depth, count + t.message_count)
-            for c in t.channels or []:
-                key = "%s:%s" % (t.topic_name, c.channel_name)
-                depth, count = out.get(key, (0, 0))
-                out[key] = (depth + c.depth, count + c.message_count)
+        for _, stats in node_stats:
+            for t in stats.get("topics") or []:
+                if not isinstance(t, dict):
+                    continue
+                name = str(t.get("topic_name", ""))
+                depth, count = out.get(name, (0, 0))
+                out[name] = (depth + _n(t.get("depth")), count + _n(t.get("message_count")))
+                for c in t.get("channels") or []:
+                    if isinstance(c, dict):
+                        key = "%s:%s" % (name, c.get("channel_name", ""))
+                        depth, count = out.get(key, (0, 0))
+                        out[key] = (depth + _n(c.get("depth")), count + _n(c.get("message_count")))
         return out
+
+
+def _n(value: Any) -> int:
+    return value if type(value) is int else 0

@@ -182,6 +182,10 @@ def _node_topic_row(h: "NSQAdminHandler", t: TopicStats) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------- pages
 
+def _n(value: Any) -> int:
+    return value if type(value) is int else 0
+
+
 def _topic_sum(name: str) -> Dict[str, Any]:
     return {"name": name, "depth": 0, "memory_depth": 0, "backend_depth": 0, "in_flight": 0,
             "messages": 0, "paused": False, "nodes": 0, "channel_names": set()}
@@ -198,30 +202,36 @@ def index_page(h: "NSQAdminHandler") -> Page:
         _warn(messages, partial)
     except ClusterError as e:
         return _failed("topics", "Topics", e)
-    topic_list: List[TopicStats] = []
+    node_stats: List[Tuple[Any, Dict[str, Any]]] = []
     if producers:
         try:
-            topic_list, _, partial = ci.get_nsqd_stats(producers, "", "", False, merge_channels=False)
+            node_stats, partial = ci.get_nsqd_stats_raw(producers)
             _warn(messages, partial)
         except ClusterError as e:
             messages.append(str(e))
-    # plain sums per topic (the API's merge rules are not needed for a list)
+    # plain sums per topic straight from the nodes' JSON (a list needs no merge records)
     sums: Dict[str, Dict[str, Any]] = {}
     for name in names or []:
         sums[name] = _topic_sum(name)
-    for t in topic_list:
-        s = sums.get(t.topic_name)
-        if s is None:
-            s = sums[t.topic_name] = _topic_sum(t.topic_name)
-        s["depth"] += t.depth
-        s["memory_depth"] += t.memory_depth
-        s["backend_depth"] += t.backend_depth
-        s["messages"] += t.message_count
-        s["paused"] = s["paused"] or t.paused
-        s["nodes"] += 1
-        for c in t.channels or []:
-            s["in_flight"] += c.in_flight_count
-            s["channel_names"].add(c.channel_name)
+    for _, stats in node_stats:
+        for t in stats.get("topics") or []:
+            if not isinstance(t, dict):
+                continue
+            name = str(t.get("topic_name", ""))
+            s = sums.get(name)
+            if s is None:
+                s = sums[name] = _topic_sum(name)
+            depth, backend = _n(t.get("depth")), _n(t.get("backend_depth"))
+            s["depth"] += depth
+            s["memory_depth"] += depth - backend
+            s["backend_depth"] += backend
+            s["messages"] += _n(t.get("message_count"))
+            s["paused"] = s["paused"] or t.get("paused") is True
+            s["nodes"] += 1
+            for c in t.get("channels") or []:
+                if isinstance(c, dict):
+                    s["in_flight"] += _n(c.get("in_flight_count"))
+                    s["channel_names"].add(str(c.get("channel_name", "")))
     rows = []
     for name in sorted(sums):
         row = sums[name]

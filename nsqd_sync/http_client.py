@@ -42,6 +42,9 @@ class HTTPClient:
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.session = requests.Session()
+        # as NSQ's Go client: no proxy from the environment, no ~/.netrc, no CA
+        # bundle from REQUESTS_CA_BUNDLE (and requests skips those per-request lookups)
+        self.session.trust_env = False
         self.session.verify = verify
         if cert:
             self.session.cert = cert

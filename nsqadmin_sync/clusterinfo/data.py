@@ -305,14 +305,12 @@ class ClusterInfo:
         return [p for _, p in results if p is not None], partial
 
     def get_nsqd_stats(self, producers: Sequence[Producer], selected_topic: str = "",
-                       selected_channel: str = "", include_clients: bool = False,
-                       merge_channels: bool = True
+                       selected_channel: str = "", include_clients: bool = False
                        ) -> Tuple[List[TopicStats], Dict[str, ChannelStats], Optional[PartialError]]:
         """Per-node topic stats and channels merged over nodes (Go: GetNSQDStats).
 
         The channel map is keyed by channel name when a topic is selected,
-        else by `topic:channel`; `merge_channels=False` leaves it empty (for
-        callers that only read the per-node records).
+        else by `topic:channel`.
         """
         query = "/stats?format=json"
         if selected_topic:
@@ -343,12 +341,6 @@ class ClusterInfo:
                     continue
                 topic_list.append(topic)
                 for channel in topic.channels or []:
-                    if not merge_channels:
-                        channel.node = addr
-                        channel.hostname = p.hostname
-                        channel.topic_name = topic.topic_name
-                        channel.memory_depth = channel.depth - channel.backend_depth
-                        continue
                     channel.node = addr
                     channel.hostname = p.hostname
                     channel.topic_name = topic.topic_name
@@ -364,6 +356,18 @@ class ClusterInfo:
                     merged.add(channel)
         topic_list.sort(key=lambda t: t.hostname)
         return topic_list, channel_map, partial
+
+    def get_nsqd_stats_raw(self, producers: Sequence[Producer]
+                           ) -> Tuple[List[Tuple[Producer, Dict[str, Any]]], Optional[PartialError]]:
+        """Every node's /stats (without clients) as decoded JSON, for callers that only sum.
+
+        Cheaper than get_nsqd_stats on big clusters: no record per topic and
+        channel, no merge.
+        """
+        query = "/stats?format=json&include_clients=false"
+        results, errors = self.fan_out(lambda p: self.get_v1(_url(p.http_address(), query)), producers)
+        partial = self._settle(errors, len(producers), "nsqd")
+        return [(p, r) for p, r in results if isinstance(r, dict)], partial
 
     # ------------------------------------------------------------ either source
 

@@ -5,6 +5,8 @@
  * counter ticks, and #auto-refresh reloads the page content every 5s. */
 (function () {
   'use strict';
+  document.documentElement.classList.remove('no-js');
+  document.documentElement.classList.add('js');
 
   function showMessage(text, isError) {
     var box = document.getElementById('message');
