@@ -40,7 +40,7 @@ import ssl
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import click
 
@@ -93,10 +93,11 @@ def max_in_flight_flag(default: int = 200) -> Flag:
                 validate=flags.non_negative)
 
 
-def _opts_validator(role: str) -> Callable[[List[str]], Optional[str]]:
-    def validate(items: List[str]) -> Optional[str]:
+def _opts_validator(role: str) -> Callable[[Union[str, List[str]]], Optional[str]]:
+    def validate(items: Union[str, List[str]]) -> Optional[str]:
+        # click checks a repeatable flag one value at a time; a config file gives a list
         try:
-            parse_client_opts(items, role)
+            parse_client_opts([items] if isinstance(items, str) else items, role)
         except FlagError as e:
             return str(e)
         return None
@@ -369,6 +370,8 @@ class App:
     STOP_TIMEOUT: float = 10.0
     #: the signals that stop the tool (blocked before any thread starts, taken with sigwait)
     STOP_SIGNALS: Tuple[int, ...] = tuple(signals.EXIT_SIGNALS)
+    #: further signals the tool acts on without stopping (nsq_to_file: SIGHUP); see signalled()
+    OTHER_SIGNALS: Tuple[int, ...] = ()
 
     def __init__(self, values: Dict[str, Any]) -> None:
         self.values = values
@@ -388,6 +391,9 @@ class App:
 
     def stop(self) -> None:
         """Stop cleanly: finish or requeue in-flight work, close files and connections."""
+
+    def signalled(self, signum: int) -> None:
+        """One of OTHER_SIGNALS arrived (called in the main thread, no lock held)."""
 
     # -------------------------------------------------------- for the tool's threads
 
@@ -444,18 +450,26 @@ class App:
         app = cls(values)
         app.check()
         stop_signals = cls.STOP_SIGNALS
-        previous = signals.block_signals(stop_signals)
+        handled = tuple(stop_signals) + tuple(cls.OTHER_SIGNALS)
+
+        def on_signal(signum: int) -> bool:
+            if signum in stop_signals:
+                return True
+            app.signalled(signum)
+            return False
+
+        previous = signals.block_signals(handled)
         try:
             cls.setup_logging(values)
             app.start()
-            signals.wait_for_signal(lambda signum: True, stop_signals)
+            signals.wait_for_signal(on_signal, handled)
             with app._finish_lock:
                 app._finished = True  # a finish() from here on changes nothing and sends nothing
             app.stop()
         finally:
-            while set(signal.sigpending()) & set(stop_signals):
-                signal.sigwait(stop_signals)  # don't let a late one kill us on unblock
-            signals.unblock_signals(previous, stop_signals)
+            while set(signal.sigpending()) & set(handled):
+                signal.sigwait(handled)  # don't let a late one kill us on unblock
+            signals.unblock_signals(previous, handled)
         return app.exit_code
 
     @classmethod

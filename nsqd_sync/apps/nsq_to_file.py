@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import threading
 from typing import Any, Dict, List, Optional
 
@@ -84,6 +85,7 @@ class NSQToFile(common.App):
     FLAGS = FLAGS
     HELP = "nsq_to_file: write the messages of NSQ topics to files, rotated, optionally gzipped."
     STOP_TIMEOUT = 30.0
+    OTHER_SIGNALS = (signal.SIGHUP,)
 
     def __init__(self, values: Dict[str, Any]) -> None:
         super().__init__(values)
@@ -188,6 +190,14 @@ class NSQToFile(common.App):
         else:
             self._http = common.make_http_client(self.values)
             self.spawn(self._discover_loop, "discoverer")
+
+    def signalled(self, signum: int) -> None:
+        """SIGHUP (NSQ's too): sync and close every file; the next message opens a new one."""
+        with self._lock:
+            loggers = list(self.loggers.values())
+        logger.info("SIGHUP: closing %d file(s)", len(loggers))
+        for fl in loggers:
+            fl.hup()
 
     def stop(self) -> None:
         self._stop.set()

@@ -202,3 +202,21 @@ def test_version():
     r = run_tool("nsq_to_file", "--version", timeout=30)
     assert r.returncode == 0
     assert re.fullmatch(rb"nsq_to_file v1\.3\.0-sync \(built w/python\d+\.\d+\.\d+\)\n", r.stdout), r.stdout
+
+
+def test_sighup_closes_the_file_and_the_next_message_opens_another(nsqd, topic, tmp_path, start_tool):
+    out, work = tmp_path / "out", tmp_path / "work"
+    tool = start_tool("nsq_to_file", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--output-dir=" + str(out), "--work-dir=" + str(work), "--filename-format=<TOPIC><REV>.log")
+    publish(nsqd, topic, [b"before"])
+    wait_archived(nsqd, topic, work, 1, timeout=30)
+    tool.proc.send_signal(signal.SIGHUP)
+    # closed: moved from the work dir to the output dir, and the tool goes on
+    wait_for(lambda: files_in(out), timeout=30, message="the file closed and moved")
+    assert files_in(work) == [] and tool.proc.poll() is None
+    publish(nsqd, topic, [b"after"])
+    wait_archived(nsqd, topic, work, 1, timeout=30)
+    assert tool.stop() == 0, tool.stderr()
+    files = files_in(out)
+    assert [os.path.basename(f) for f in files] == [topic + "-000000.log", topic + "-000001.log"]
+    assert read_lines(files[:1]) == [b"before"] and read_lines(files[1:]) == [b"after"]
