@@ -15,7 +15,10 @@
   function table, which approximates on-CPU time.  The report gives each
   thread's CPU time (from /proc) and active samples, then the functions
   ranked by self and cumulative active samples, in the spirit of
-  `pstats`.
+  `pstats`.  Sampling costs the node a core, so one profile runs at a
+  time (`run_profile`; a second request is answered 429 at once), at
+  most `MAX_PROFILE_SECONDS`, and a profile whose client went away stops
+  at its next check (every `GONE_CHECK` seconds).
 - `/debug/pprof/heap`: a tracemalloc summary.  Tracing costs memory and
   time, so it starts on the first request (`?stop=1` stops it);
   `?limit=N` and `?group=lineno|filename|traceback` shape the table.
@@ -38,7 +41,7 @@ import threading
 import time
 import traceback
 import tracemalloc
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from . import signals
 
@@ -52,6 +55,9 @@ PROFILES = (
 )
 
 SAMPLE_HZ = 100
+MAX_PROFILE_SECONDS = 300.0  # a longer ?seconds= is refused (400)
+GONE_CHECK = 0.25  # how often a running profile looks for its client
+_profile_lock = threading.Lock()  # one CPU profile at a time
 _heap_lock = threading.Lock()
 
 
@@ -84,8 +90,23 @@ def _func_label(code) -> str:
     return "%s (%s:%d)" % (code.co_name, code.co_filename, code.co_firstlineno)
 
 
-def sample_profile(seconds: float, stop: Optional[threading.Event] = None, hz: int = SAMPLE_HZ) -> str:
-    """Sample every thread's stack for `seconds` and return the report."""
+def run_profile(seconds: float, stop: Optional[threading.Event] = None,
+                gone: Optional[Callable[[], bool]] = None) -> Optional[str]:
+    """`sample_profile` unless another profile is running (then None, at once)."""
+    if not _profile_lock.acquire(blocking=False):
+        return None
+    try:
+        return sample_profile(seconds, stop=stop, gone=gone)
+    finally:
+        _profile_lock.release()
+
+
+def sample_profile(seconds: float, stop: Optional[threading.Event] = None, hz: int = SAMPLE_HZ,
+                   gone: Optional[Callable[[], bool]] = None) -> str:
+    """Sample every thread's stack for `seconds` and return the report.
+
+    Stops early when `stop` is set or `gone()` (checked every GONE_CHECK s) is true.
+    """
     me = threading.get_ident()
     interval = 1.0 / hz
     cpu_before = _thread_cpu_times()
@@ -98,6 +119,7 @@ def sample_profile(seconds: float, stop: Optional[threading.Event] = None, hz: i
     samples = 0
     started = time.monotonic()
     deadline = started + seconds
+    next_check = started + GONE_CHECK
     while True:
         for ident, frame in sys._current_frames().items():
             if ident == me:
@@ -120,6 +142,11 @@ def sample_profile(seconds: float, stop: Optional[threading.Event] = None, hz: i
         now = time.monotonic()
         if now >= deadline:
             break
+        if gone is not None and now >= next_check:
+            next_check = now + GONE_CHECK
+            if gone():
+                log.info("PROFILE: stopped after %.1fs of %.1fs - the client went away", now - started, seconds)
+                break
         wait = min(interval, deadline - now)
         if stop is not None:
             if stop.wait(wait):

@@ -459,7 +459,16 @@ class NSQDHTTPHandler(NSQHTTPHandler):
 
     def do_pprof_profile(self) -> None:
         seconds = debug.parse_seconds(self.query().get("seconds") or [])
-        self._send_debug(debug.sample_profile(seconds, stop=self.server.nsqd.exit_event))
+        if seconds > debug.MAX_PROFILE_SECONDS:
+            self._send(400, ("profile duration exceeds the maximum of %gs\n" % debug.MAX_PROFILE_SECONDS).encode(),
+                       "text/plain; charset=utf-8", nsq_header=False, extra={"X-Content-Type-Options": "nosniff"})
+            return
+        report = debug.run_profile(seconds, stop=self.server.nsqd.exit_event, gone=self.client_gone)
+        if report is None:
+            self._send(429, b"Could not enable CPU profiling: cpu profiling already in use\n",
+                       "text/plain; charset=utf-8", nsq_header=False, extra={"X-Content-Type-Options": "nosniff"})
+            return
+        self._send_debug(report)
 
     def do_pprof_heap(self) -> None:
         params = self.query()

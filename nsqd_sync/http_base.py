@@ -25,6 +25,8 @@ import json
 import logging
 import posixpath
 import re
+import select
+import socket
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
@@ -82,11 +84,21 @@ def chunk_size(line: bytes) -> Optional[int]:
 class GoFraming(BaseHTTPRequestHandler):
     """Content-Length checked as Go's net/http checks it, for every HTTP server of the project.
 
+    A connection the client resets is ended quietly (socketserver would print a traceback).
+
     Differing Content-Length headers (request smuggling) or one that is not
     a plain decimal number: Go's own bare 400 and the connection closed,
     before any handler runs.  Equal duplicates are one; with chunked
     transfer encoding only the duplicates matter.
     """
+
+    def handle(self) -> None:
+        """Serve the connection; a client that resets or times out just ends it (no traceback)."""
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError, socket.timeout) as e:
+            self.close_connection = True
+            log.debug("HTTP: %s connection ended - %s", self.address_string(), e)
 
     def parse_request(self) -> bool:
         """http.server's parse, then Go's Content-Length rules (Go's bare 400 and close if broken)."""
@@ -272,6 +284,20 @@ class NSQHTTPHandler(GoFraming):
             self._send(301, body, "text/html; charset=utf-8", nsq_header=False, location=location)
         else:
             self._send(307, b"", None, nsq_header=False, location=location)
+
+    def client_gone(self) -> bool:
+        """The client closed its end (for long answers: stop working for nobody).
+
+        Peeks at the TCP socket itself (under TLS too), so bytes a client
+        pipelined are left where they are; only an EOF or an error counts.
+        """
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return socket.socket.recv(self.connection, 1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
 
     # ------------------------------------------------------------ request body
 
