@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, List, Pattern, Sequence, Tuple
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from .addresses import join_host_port
+
 if TYPE_CHECKING:  # pragma: no cover
     from .options import Options
 
@@ -161,10 +163,8 @@ def _https_endpoint(url: str, body: bytes) -> str:
     except (ValueError, AttributeError, TypeError):
         port = 0
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = "[%s]" % host
-    return urlunsplit(("https", "%s:%d" % (host, port), parts.path, parts.query, parts.fragment))
+    return urlunsplit(("https", join_host_port(parts.hostname or "", port), parts.path, parts.query,
+                       parts.fragment))
 
 
 def _request(opts: "Options", url: str) -> Tuple[int, bytes]:

@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import wire
+from .addresses import format_address
 from .errors import fatal
 from .transport import PlainTransport
 
@@ -34,9 +35,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+# NSQ's client states and numbers (nsqd/client_v2.go), as /stats reports them
 STATE_INIT = 0
-STATE_SUBSCRIBED = 2
-STATE_CLOSING = 3
+STATE_DISCONNECTED = 1
+STATE_CONNECTED = 2
+STATE_SUBSCRIBED = 3
+STATE_CLOSING = 4
 
 MAX_BATCH = 200  # messages per channel take and per sendall
 
@@ -61,7 +65,7 @@ class ClientV2:
         self.id = nsqd.next_client_id()
         self.sock = sock  # the TCP socket (timeouts, shutdown)
         self.transport = PlainTransport(sock)  # what bytes go through (TLS/compression upgrades)
-        self.remote_address = "%s:%d" % (address[0], address[1]) if len(address) >= 2 else str(address)
+        self.remote_address = format_address(address) if len(address) >= 2 else str(address)
         self.connect_time = time.time()
         self.lock = threading.Lock()
         self.ready = threading.Condition(self.lock)

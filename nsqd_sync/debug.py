@@ -226,7 +226,7 @@ def heap_report(limit: int = 40, group: str = "lineno", stop: bool = False) -> s
                      "ask again later (?stop=1 stops tracing)")
     lines.append("traced memory: current %d bytes, peak %d bytes, tracemalloc overhead %d bytes"
                  % (current, peak, tracemalloc.get_tracemalloc_memory()))
-    lines.append("process: rss %d bytes, allocated blocks %d" % (_rss(), sys.getallocatedblocks()))
+    lines.append("process: rss %d bytes, allocated blocks %d" % (rss_bytes(), sys.getallocatedblocks()))
     lines.append("")
     total = sum(s.size for s in stats)
     lines.append("%d allocation sites, %d bytes in %d blocks; top %d by size:"
@@ -239,10 +239,17 @@ def heap_report(limit: int = 40, group: str = "lineno", stop: bool = False) -> s
     return "\n".join(lines) + "\n"
 
 
-def _rss() -> int:
-    from .stats import rss_bytes
+def rss_bytes() -> int:
+    """Resident set size of this process."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
 
-    return rss_bytes()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 
 
 # ---------------------------------------------------------------- index

@@ -26,7 +26,6 @@ The interface the commands use: `Flag`, `click_options`, `load_config_file`,
 """
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set

@@ -211,9 +211,7 @@ class NSQDHTTPHandler(NSQHTTPHandler):
             value = parse_json(body)
             if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
                 raise HTTPError(400, "INVALID_VALUE")
-            hook = getattr(nsqd, "on_lookupd_addresses_changed", None)
-            if hook is not None:
-                hook(list(value or []))
+            nsqd.on_lookupd_addresses_changed(list(value or []))
             nsqd.opts.lookupd_tcp_addresses = value
             log.info("CONFIG: nsqlookupd_tcp_addresses set to %s", value)
         elif opt == "log_level":

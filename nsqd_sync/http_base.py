@@ -32,7 +32,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 from urllib.parse import unquote, unquote_to_bytes
 
-from .stats import go_duration
+from . import gojson
+from .durations import format_duration_ns
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,7 @@ def parse_json(body: bytes) -> Any:
         raise HTTPError(400, "INVALID_VALUE") from None
 
 
-def go_json(data: Any) -> bytes:
-    """JSON as Go's encoding/json writes it (compact, <>& escaped, UTF-8)."""
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode("utf-8")
+go_json = gojson.dumps  # JSON as Go's encoding/json writes it (compact, <>& escaped, UTF-8)
 
 
 def chunk_size(line: bytes) -> Optional[int]:
@@ -267,7 +264,7 @@ class NSQHTTPHandler(GoFraming):
             self._finish_body()
         if handler_name not in self.unlogged:
             log.info("%d %s %s (%s) %s", self._status, method, self.path,
-                     "%s:%d" % self.client_address[:2], go_duration(time.perf_counter_ns() - started))
+                     "%s:%d" % self.client_address[:2], format_duration_ns(time.perf_counter_ns() - started))
 
     def body_limit(self, path: str) -> Optional[int]:
         """The largest body this path accepts (None: no early refusal)."""

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import NSQ_VERSION, __version__, metadata, signals, wire
 from .auth import AuthError, AuthState, query_any as query_auth, response_body as auth_response_body
+from .addresses import format_address
 from .backend import DummyBackend
 from .client_v2 import ClientV2
 from .errors import ExitingError, fatal, go_quote
@@ -111,10 +112,10 @@ class NSQD:
             tls.require_tls_on(self.http_server, self)
         log.info("nsqd v%s (built w/%s)", __version__, _runtime())
         log.info("ID: %d", opts.node_id)
-        log.info("TCP: listening on %s", _format_address(self.tcp_address))
-        log.info("HTTP: listening on %s", _format_address(self.http_address))
+        log.info("TCP: listening on %s", format_address(self.tcp_address))
+        log.info("HTTP: listening on %s", format_address(self.http_address))
         if self.https_server is not None:
-            log.info("HTTPS: listening on %s", _format_address(self.https_address))
+            log.info("HTTPS: listening on %s", format_address(self.https_address))
         # topics and channels come back before the first client is accepted (connections
         # wait in the listen backlog), so an early PUB reaches every restored channel
         self.load_metadata()
@@ -178,12 +179,9 @@ class NSQD:
                 topic.close(flush=True)
             except Exception:  # noqa: BLE001 - one topic's failure must not cost the others their data
                 log.exception("TOPIC(%s): failed to close", topic.name)
-        try:
-            from .diskqueue import stop_sync_thread
-        except ImportError:  # pragma: no cover - diskqueue not built yet
-            pass
-        else:
-            stop_sync_thread()
+        from .diskqueue import stop_sync_thread
+
+        stop_sync_thread()
         for t in self._threads:
             t.join(2.0)
         self._unlock_data_dir()
@@ -544,8 +542,3 @@ def _tune_runtime() -> None:
 def _runtime() -> str:
     v = sys.version_info
     return "python%d.%d.%d" % (v.major, v.minor, v.micro)
-
-
-def _format_address(addr: Tuple[str, int]) -> str:
-    host, port = addr[0], addr[1]
-    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import go_quote
+from .addresses import split_host_port
 from .flags import Flag, FlagError, default_hostname, check_log_level, non_negative, positive
 
 
@@ -157,17 +158,10 @@ FLAGS: List[Flag] = [
 
 def split_address(addr: str, flag: str) -> "tuple[str, int]":
     """'host:port' -> (host, port); '[::1]:4150' works; a bad address is a FlagError."""
-    host, sep, port = addr.rpartition(":")
-    if not sep:
-        raise FlagError("invalid value %r for --%s: expected <addr>:<port>" % (addr, flag))
-    host = host.strip("[]")
     try:
-        port_n = int(port)
-    except ValueError:
-        raise FlagError("invalid value %r for --%s: bad port %r" % (addr, flag, port)) from None
-    if not 0 <= port_n <= 65535:
-        raise FlagError("invalid value %r for --%s: port out of range" % (addr, flag))
-    return host, port_n
+        return split_host_port(addr)
+    except ValueError as e:
+        raise FlagError("invalid value %r for --%s: %s" % (addr, flag, e)) from None
 
 
 @dataclass

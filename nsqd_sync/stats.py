@@ -26,6 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional
 
 from . import NSQ_VERSION, __version__, e2e
+from .debug import rss_bytes
 from .durations import format_duration_ns
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,16 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .client_v2 import ClientV2
     from .nsqd import NSQD
     from .topic import Topic
-
-# NSQ's client states (nsqd/client_v2.go): init 0, disconnected 1, connected 2, subscribed 3, closing 4
-_NSQ_STATE = {"STATE_INIT": 0, "STATE_SUBSCRIBED": 3, "STATE_CLOSING": 4}
-
-
-def _state_map() -> Dict[int, int]:
-    from . import client_v2
-
-    return {getattr(client_v2, name): nsq for name, nsq in _NSQ_STATE.items() if hasattr(client_v2, name)}
-
 
 # ---------------------------------------------------------------- the model
 
@@ -54,7 +45,6 @@ def health_text(nsqd: "NSQD") -> str:
 def node_stats(nsqd: "NSQD", topic: str = "", channel: str = "", include_clients: bool = True,
                include_mem: bool = True) -> Dict[str, Any]:
     """NSQ's /stats object for the whole node or one topic (and one channel)."""
-    states = _state_map()
     topics: Optional[List[Dict[str, Any]]] = None  # null when the asked-for topic does not exist
     real_topics: Optional[List["Topic"]]
     if topic:
@@ -72,7 +62,7 @@ def node_stats(nsqd: "NSQD", topic: str = "", channel: str = "", include_clients
                 channels = [c]
             else:
                 channels = sorted(t.channel_list(), key=lambda c: c.name)
-            topics.append(topic_stats(t, [channel_stats(c, include_clients, topic, states) for c in channels]))
+            topics.append(topic_stats(t, [channel_stats(c, include_clients, topic) for c in channels]))
     out: Dict[str, Any] = {
         "version": NSQ_VERSION,
         "health": health_text(nsqd),
@@ -87,7 +77,7 @@ def node_stats(nsqd: "NSQD", topic: str = "", channel: str = "", include_clients
             if client.pub_counts:
                 if producers is None:
                     producers = []
-                producers.append(client_stats(client, topic, states))
+                producers.append(client_stats(client, topic))
     out["producers"] = producers
     return out
 
@@ -105,13 +95,11 @@ def topic_stats(topic: "Topic", channels: List[Dict[str, Any]]) -> Dict[str, Any
     }
 
 
-def channel_stats(channel: "Channel", include_clients: bool, topic_filter: str = "",
-                  states: Optional[Dict[int, int]] = None) -> Dict[str, Any]:
+def channel_stats(channel: "Channel", include_clients: bool, topic_filter: str = "") -> Dict[str, Any]:
     members = channel.client_list()
     clients = None
     if include_clients:
-        states = states if states is not None else _state_map()
-        clients = [client_stats(c, topic_filter, states) for c in members]
+        clients = [client_stats(c, topic_filter) for c in members]
     return {
         "channel_name": channel.name,
         "depth": channel.depth(),
@@ -128,16 +116,14 @@ def channel_stats(channel: "Channel", include_clients: bool, topic_filter: str =
     }
 
 
-def client_stats(client: "ClientV2", topic_filter: str = "",
-                 states: Optional[Dict[int, int]] = None) -> Dict[str, Any]:
+def client_stats(client: "ClientV2", topic_filter: str = "") -> Dict[str, Any]:
     """One V2 client as NSQ reports it (ClientV2Stats)."""
-    states = states if states is not None else _state_map()
     out: Dict[str, Any] = {
         "client_id": client.client_id,
         "hostname": client.hostname,
         "version": "V2",
         "remote_address": client.remote_address,
-        "state": states.get(client.state, client.state),
+        "state": client.state,  # NSQ's numbers (client_v2.STATE_*)
         "ready_count": client.rdy,
         "in_flight_count": len(client.in_flight),
         "message_count": client.message_count,
@@ -149,14 +135,13 @@ def client_stats(client: "ClientV2", topic_filter: str = "",
         "snappy": bool(client.snappy),
         "user_agent": client.user_agent,
     }
-    auth_state = getattr(client, "auth_state", None)
-    has_auth = getattr(client, "has_authorizations", None)
-    if has_auth is not None and has_auth():
+    auth_state = client.auth_state
+    if client.has_authorizations():
         out["authed"] = True
     if auth_state is not None:
-        if getattr(auth_state, "identity", ""):
+        if auth_state.identity:
             out["auth_identity"] = auth_state.identity
-        if getattr(auth_state, "identity_url", ""):
+        if auth_state.identity_url:
             out["auth_identity_url"] = auth_state.identity_url
     # NSQ 1.3.0 reports a single pub count (the first matching topic)
     for name, count in list(client.pub_counts.items()):
@@ -165,10 +150,10 @@ def client_stats(client: "ClientV2", topic_filter: str = "",
         out["pub_counts"] = [{"topic": name, "count": count}]
         break
     out["tls"] = bool(client.tls)
-    out["tls_cipher_suite"] = getattr(client, "tls_cipher_suite", "")
-    out["tls_version"] = getattr(client, "tls_version", "")
-    out["tls_negotiated_protocol"] = getattr(client, "tls_negotiated_protocol", "")
-    out["tls_negotiated_protocol_is_mutual"] = bool(getattr(client, "tls_negotiated_protocol_is_mutual", False))
+    out["tls_cipher_suite"] = client.tls_cipher_suite
+    out["tls_version"] = client.tls_version
+    out["tls_negotiated_protocol"] = client.tls_negotiated_protocol
+    out["tls_negotiated_protocol_is_mutual"] = bool(client.tls_negotiated_protocol_is_mutual)
     return out
 
 
@@ -204,17 +189,6 @@ def _percentile(perc: float, values: List[int]) -> int:
     return values[min(index, len(values) - 1)]
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def thread_count() -> int:
     """OS threads of this process (Python threads if /proc is not there)."""
     try:
@@ -244,7 +218,6 @@ def memory_stats() -> Dict[str, int]:
 
 # ---------------------------------------------------------------- text view
 
-go_duration = format_duration_ns  # Go's time.Duration.String() of nanoseconds
 
 
 def rfc3339(ts: float) -> str:
@@ -268,7 +241,7 @@ def _e2e_text(result: Optional[dict]) -> str:
 
 def client_line(c: Dict[str, Any], now: float) -> str:
     """A client as NSQ's ClientV2Stats.String()."""
-    connected = go_duration(int(max(now - c["connect_ts"], 0)) * 10 ** 9)
+    connected = format_duration_ns(int(max(now - c["connect_ts"], 0)) * 10 ** 9)
     port = c["remote_address"].rpartition(":")[2]
     ident = "%s:%s %s" % (c["hostname"], port, c["user_agent"])
     pubs = c.get("pub_counts")
@@ -291,7 +264,7 @@ def format_text(stats: Dict[str, Any], start_time: float, now: Optional[float] =
     lines = [
         "nsqd v%s (built w/python%d.%d.%d)" % ((__version__,) + tuple(sys.version_info[:3])),
         "start_time %s" % rfc3339(start_time),
-        "uptime %s" % go_duration(int((now - start_time) * 1e9)),
+        "uptime %s" % format_duration_ns(int((now - start_time) * 1e9)),
         "",
         "Health: %s" % stats["health"],
     ]

@@ -12,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Tuple
 
 from . import wire
+from .addresses import format_address
 from .protocol_v2 import ProtocolV2
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +31,7 @@ class TCPHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        addr = _address(self.client_address)
+        addr = format_address(self.client_address)
         log.info("TCP: new client(%s)", addr)
         sock.settimeout(self.server.nsqd.opts.max_heartbeat_interval * 2)
         magic = b""
@@ -53,11 +54,6 @@ class TCPHandler(socketserver.BaseRequestHandler):
         ProtocolV2(self.server.nsqd, sock, self.client_address).io_loop()
 
 
-def _address(client_address: Tuple) -> str:
-    host, port = client_address[0], client_address[1]
-    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
-
-
 class NSQDTCPServer(socketserver.ThreadingTCPServer):
     """Accepts V2 clients; each gets a named thread (`nsqd-client-<addr>`)."""
 
@@ -73,8 +69,8 @@ class NSQDTCPServer(socketserver.ThreadingTCPServer):
 
     def process_request(self, request, client_address) -> None:
         t = threading.Thread(target=self.process_request_thread, args=(request, client_address),
-                             name="nsqd-client-%s" % _address(client_address), daemon=True)
+                             name="nsqd-client-%s" % format_address(client_address), daemon=True)
         t.start()
 
     def handle_error(self, request, client_address) -> None:
-        log.exception("TCP: unhandled error for client(%s)", _address(client_address))
+        log.exception("TCP: unhandled error for client(%s)", format_address(client_address))

@@ -25,6 +25,8 @@ import ssl
 import warnings
 from typing import TYPE_CHECKING, Any, Optional, Tuple
 
+from .addresses import format_address
+
 if TYPE_CHECKING:  # pragma: no cover
     from .nsqd import NSQD
     from .options import Options
@@ -136,7 +138,7 @@ def make_https_server(address: Tuple[str, int], nsqd: "NSQD", context: ssl.SSLCo
                 tls_sock = context.wrap_socket(request, server_side=True)
                 tls_sock.settimeout(None)
             except (OSError, ssl.SSLError) as e:
-                log.warning("http: TLS handshake error from %s - %s", _address(client_address), e)
+                log.warning("http: TLS handshake error from %s - %s", format_address(client_address), e)
                 return
             try:
                 self.RequestHandlerClass(tls_sock, client_address, self)
@@ -177,8 +179,3 @@ def require_tls_on(server: Any, nsqd: "NSQD") -> None:
             return False
 
     server.RequestHandlerClass = TLSRequiredHandler
-
-
-def _address(client_address: Any) -> str:
-    host, port = client_address[0], client_address[1]
-    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)

@@ -10,5 +10,5 @@ have; consumers ask over HTTP which nodes have a topic.  Module by module:
   tcp.py                 ThreadingTCPServer, one handler thread per nsqd
   lookup_protocol_v1.py  the `  V1` commands: IDENTIFY, REGISTER, UNREGISTER, PING
   http_api.py            the HTTP API (http.server): /lookup, /nodes, /topic/create, ...
-  gojson.py              JSON bytes as Go's encoding/json writes and reads them
+  (Go-style JSON, addresses, durations, flags, HTTP plumbing: from nsqd_sync)
 """

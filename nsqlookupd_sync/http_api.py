@@ -27,14 +27,14 @@ import time
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote, unquote_plus
 
-from nsqd_sync import NSQ_VERSION
+from nsqd_sync import NSQ_VERSION, gojson
+from nsqd_sync.addresses import format_address
+from nsqd_sync.durations import format_duration_ns
 from nsqd_sync.http_base import GoFraming, chunk_size
 from nsqd_sync.wire import is_valid_channel_name, is_valid_topic_name
 
-from . import gojson
-from .lookup_protocol_v1 import format_elapsed
 from .registration_db import Registration, filter_by_active, filter_registrations, keys, subkeys
-from .tcp import TrackedThreadingMixIn, format_address
+from .tcp import TrackedThreadingMixIn
 
 if TYPE_CHECKING:  # pragma: no cover
     from .nsqlookupd import NSQLookupd
@@ -172,7 +172,7 @@ class APIHandler(GoFraming):
         if status is not None:  # redirects and OPTIONS answers are not logged, as in NSQ
             logger.info("%d %s %s (%s) %s", status, self.command, self.path,
                         format_address(self.client_address),
-                        format_elapsed(time.monotonic_ns() - start))
+                        format_duration_ns(time.monotonic_ns() - start))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 

@@ -18,10 +18,10 @@ import logging
 import struct
 from typing import TYPE_CHECKING, BinaryIO, List, Optional
 
-from nsqd_sync import NSQ_VERSION
+from nsqd_sync import NSQ_VERSION, gojson
+from nsqd_sync.durations import format_duration_ns
 from nsqd_sync.wire import is_ephemeral, is_valid_channel_name, is_valid_topic_name
 
-from . import gojson
 from .registration_db import PeerInfo, Producer, Registration
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -153,7 +153,7 @@ class LookupProtocolV1:
             before = peer.last_update
             peer.touch()
             logger.info("CLIENT(%s): pinged (last ping %s)", peer.id,
-                        format_elapsed(peer.last_update - before))
+                        format_duration_ns(peer.last_update - before))
         return b"OK"
 
     def IDENTIFY(self, client: ClientV1, params: List[str]) -> bytes:
@@ -249,14 +249,3 @@ def _topic_channel(command: str, params: List[str]):
     if channel and not is_valid_channel_name(channel):
         raise ProtocolError("E_BAD_CHANNEL", "%s channel name '%s' is not valid" % (command, channel))
     return topic, channel
-
-
-def format_elapsed(ns: int) -> str:
-    """A Go-style duration for log lines (`1.5s`, `250ms`, `12.3µs`)."""
-    if ns < 1000:
-        return "%dns" % ns
-    for unit, scale in (("µs", 1e3), ("ms", 1e6), ("s", 1e9)):
-        if ns < scale * 1000 or unit == "s":
-            text = ("%.9f" % (ns / scale)).rstrip("0").rstrip(".")
-            return text + unit
-    return "%dns" % ns  # pragma: no cover

@@ -8,8 +8,9 @@ no other module reads flags or the environment.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
+from nsqd_sync.addresses import split_host_port
 from nsqd_sync.flags import Flag, FlagError, default_hostname, check_log_level, non_negative
 from nsqd_sync.logs import parse_level
 
@@ -53,24 +54,7 @@ FLAGS: List[Flag] = [
 _NOT_OPTIONS = ("config", "verbose", "version")
 
 
-def split_address(addr: str) -> Tuple[str, int]:
-    """`host:port` (host may be empty or a bracketed IPv6 literal) -> (host, port)."""
-    host, sep, port_text = addr.rpartition(":")
-    if not sep:
-        raise ValueError("missing port in address")
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise ValueError("missing ']' in address")
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError("too many colons in address")
-    try:
-        port = int(port_text, 10)
-    except ValueError:
-        raise ValueError("invalid port %r" % port_text) from None
-    if not 0 <= port <= 65535:
-        raise ValueError("invalid port %r" % port_text)
-    return host, port
+split_address = split_host_port  # `host:port` -> (host, port); ValueError in Go's words
 
 
 @dataclass

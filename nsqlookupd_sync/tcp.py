@@ -13,7 +13,9 @@ import socketserver
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, Tuple
+from typing import TYPE_CHECKING, Dict
+
+from nsqd_sync.addresses import format_address
 
 from .lookup_protocol_v1 import ClientV1, LookupProtocolV1
 
@@ -21,14 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .nsqlookupd import NSQLookupd
 
 logger = logging.getLogger(__name__)
-
-
-def format_address(address: Tuple) -> str:
-    """A socket address as Go prints it: `1.2.3.4:5` or `[::1]:5`."""
-    host, port = address[0], address[1]
-    if ":" in host:
-        return "[%s]:%d" % (host, port)
-    return "%s:%d" % (host, port)
 
 
 class TrackedThreadingMixIn(socketserver.ThreadingMixIn):

@@ -247,8 +247,7 @@ def test_tls_round_trip(start_nsqd, tmp_path):
     ctx = ssl.create_default_context(cafile=cert)
     with Producer(node.tcp_address, tls_v1=True, tls_context=ctx, deflate=True) as p:
         p.ping()
-        if not p.features.get("tls_v1"):
-            pytest.skip("this nsqd does not negotiate TLS yet")
+        assert p.features.get("tls_v1") is True, p.features
         assert isinstance(p._conn.sock, ssl.SSLSocket)
         p.pub("tls", b"secret")
         p.mpub("tls", [b"x" * 5000] * 5)

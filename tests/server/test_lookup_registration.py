@@ -204,8 +204,6 @@ def test_put_config_changes_lookupds_live(start_node):
     node = start_node("nsqd", ["--broadcast-address=127.0.0.1"])
     status, body, _ = http_request(node.http_port, "/config/nsqlookupd_tcp_addresses", method="PUT",
                                    body=b"[]")
-    if status == 404:
-        pytest.skip("nsqd has no /config endpoint yet")
     assert status == 200, body
     first = start_node("nsqlookupd")
     second = start_node("nsqlookupd")

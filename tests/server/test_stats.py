@@ -229,17 +229,6 @@ def test_paused_markers_in_text(node):
     assert "\n   *P [pc                       ] depth: 0" in text
 
 
-# ---------------------------------------------------------------- formatting helpers
-
-@pytest.mark.parametrize("ns,text", [
-    (0, "0s"), (999, "999ns"), (1500, "1.5\u00b5s"), (250_000_000, "250ms"), (1_000_000_000, "1s"),
-    (3_837_276_905, "3.837276905s"), (295_813_855_913, "4m55.813855913s"), (60 * 10 ** 9, "1m0s"),
-    (3_723 * 10 ** 9, "1h2m3s"), (3_600 * 10 ** 9, "1h0m0s"),
-])
-def test_go_duration(ns, text):
-    assert stats_mod.go_duration(ns) == text
-
-
 def test_client_line_layout():
     consumer = {"version": "V2", "remote_address": "127.0.0.1:56286", "hostname": "h2", "user_agent": "ua/2",
                 "state": 3, "in_flight_count": 0, "ready_count": 5, "finish_count": 0, "requeue_count": 0,

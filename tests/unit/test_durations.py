@@ -57,3 +57,12 @@ def test_flags_has_no_second_copy():
 
     assert not hasattr(flags, "format_duration_ns")
     assert flags.parse_duration is durations.parse_duration
+
+
+@pytest.mark.parametrize("ns,text", [
+    (0, "0s"), (999, "999ns"), (1500, "1.5\u00b5s"), (250_000_000, "250ms"), (1_000_000_000, "1s"),
+    (3_837_276_905, "3.837276905s"), (295_813_855_913, "4m55.813855913s"), (60 * 10 ** 9, "1m0s"),
+    (3_723 * 10 ** 9, "1h2m3s"), (3_600 * 10 ** 9, "1h0m0s"),
+])
+def test_format_duration_ns_stats_values(ns, text):
+    assert format_duration_ns(ns) == text

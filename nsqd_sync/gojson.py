@@ -1,4 +1,4 @@
-"""JSON in the byte form NSQ's Go binaries produce and accept.
+"""JSON in the byte form NSQ's Go binaries produce and accept (nsqd, nsqlookupd, nsqadmin).
 
 Encoding matches Go's `encoding/json`: no spaces, non-ASCII left as UTF-8,
 `<`, `>`, `&`, U+2028 and U+2029 escaped as `\\u00XX` / `\\u20XX`.  Struct
