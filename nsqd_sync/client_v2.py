@@ -16,9 +16,11 @@ pump never holds `lock` while writing or while taking the channel lock.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import wire
 from .addresses import format_address
+from .durations import format_duration
 from .errors import fatal
 from .transport import PlainTransport
 
@@ -43,10 +46,12 @@ STATE_SUBSCRIBED = 3
 STATE_CLOSING = 4
 
 MAX_BATCH = 200  # messages per channel take and per sendall
+WRITE_TIMEOUT_NO_HEARTBEAT = 60.0  # seconds; NSQ's client timeout
 
 _INF = float("inf")
 _hdr = wire.message_frame_header
 _TIMEVAL = struct.Struct("@ll")
+_WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK)
 
 
 def _timeval(seconds: float) -> bytes:
@@ -76,6 +81,8 @@ class ClientV2:
         self.hostname = self.client_id
         self.user_agent = ""
         self.heartbeat_interval = 30.0  # half of NSQ's 60s client timeout
+        self.write_timeout = self.heartbeat_interval  # SO_SNDTIMEO (apply_read_timeout)
+        self.shut_down = False  # close_connection() was called
         self.output_buffer_size = 16 * 1024
         self.output_buffer_timeout = opts.output_buffer_timeout
         self.msg_timeout = opts.msg_timeout
@@ -123,13 +130,23 @@ class ClientV2:
                 self.transport.sendall(data)
             return True
         except OSError as e:
-            if not self.closed:
-                log.debug("%r: write failed: %s", self, e)
+            if not self.closed and not self.shut_down:  # not a write cut short by our own close
+                self._log_write_failure(e)
             self.close_connection()
             return False
 
+    def _log_write_failure(self, e: OSError) -> None:
+        """Say why the node drops this client: a consumer that stopped reading is a WARNING."""
+        if isinstance(e, (BlockingIOError, socket.timeout, ssl.SSLWantWriteError)) or e.errno in _WOULD_BLOCK:
+            # SO_SNDTIMEO ran out with the kernel's send buffer (the client's output buffer) still full
+            log.warning("%r: closing - write timed out after %s: output buffer full, the client is not reading",
+                        self, format_duration(self.write_timeout))
+        else:
+            log.warning("%r: closing - write failed - %s", self, e)
+
     def close_connection(self) -> None:
         """Shut the socket down so the handler thread's read returns."""
+        self.shut_down = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -234,9 +251,12 @@ class ClientV2:
         surfaces as BlockingIOError (EAGAIN).
         """
         hb = self.heartbeat_interval
+        # a write that makes no progress for this long closes the client (never blocked for good,
+        # even with heartbeats off: then NSQ's 60s client timeout)
+        self.write_timeout = hb if hb > 0 else WRITE_TIMEOUT_NO_HEARTBEAT
         self.sock.settimeout(None)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(hb * 2 if hb > 0 else 0.0))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(hb if hb > 0 else 0.0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.write_timeout))
 
     # ------------------------------------------------------------ subscription and RDY
 
