@@ -19,9 +19,12 @@ CHANNEL = "nsq_to_http"
 class Endpoint:
     """A loopback HTTP server recording each request; `fail_first` requests get a 500."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, slow_first: int = 0, slow_seconds: float = 0.0) -> None:
         self.requests: List[Tuple[str, str, dict, bytes, int]] = []  # method, path, headers, body, status
         self.fail_first = fail_first
+        self.slow_first = slow_first  # the first slow_first requests answer after slow_seconds (status 599)
+        self.slow_seconds = slow_seconds
+        self.slow_done = threading.Event()  # set to let the slow ones answer at teardown
         self.lock = threading.Lock()
         endpoint = self
 
@@ -32,8 +35,12 @@ class Endpoint:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with endpoint.lock:
-                    status = 500 if len(endpoint.requests) < endpoint.fail_first else 200
+                    n = len(endpoint.requests)
+                    slow = n < endpoint.slow_first
+                    status = 599 if slow else 500 if n < endpoint.fail_first else 200
                     endpoint.requests.append((self.command, self.path, dict(self.headers), body, status))
+                if slow:
+                    endpoint.slow_done.wait(endpoint.slow_seconds)
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -59,6 +66,7 @@ class Endpoint:
             return [r[3] for r in self.requests if r[4] == 200]
 
     def close(self) -> None:
+        self.slow_done.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
@@ -68,8 +76,8 @@ class Endpoint:
 def endpoints() -> Iterator[Callable[..., Endpoint]]:
     made: List[Endpoint] = []
 
-    def make(fail_first: int = 0) -> Endpoint:
-        e = Endpoint(fail_first)
+    def make(fail_first: int = 0, **kw) -> Endpoint:
+        e = Endpoint(fail_first, **kw)
         made.append(e)
         return e
 
@@ -119,6 +127,31 @@ def test_failing_endpoint_requeues_and_recovers_without_loss_or_duplicates(nsqd,
     assert collections.Counter(ep.delivered()) == collections.Counter(bodies)
     assert channel_stats(nsqd, topic, CHANNEL)["requeue_count"] >= 4
     assert "got status code 500" in tool.stderr()
+
+
+def test_a_request_that_times_out_is_requeued(nsqd, topic, start_tool, endpoints):
+    ep = endpoints(slow_first=1, slow_seconds=10.0)
+    publish(nsqd, topic, [b"slow"])
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + ep.url, "--http-client-request-timeout=300ms",
+                      "--consumer-opt=default_requeue_delay,10ms", "--consumer-opt=backoff_multiplier,10ms")
+    wait_for(lambda: drained(nsqd, topic) and ep.delivered() == [b"slow"], timeout=60,
+             message="delivered on the second attempt")
+    assert tool.stop() == 0, tool.stderr()
+    assert [r[4] for r in ep.requests] == [599, 200]  # the first never answered in time
+    assert channel_stats(nsqd, topic, CHANNEL)["requeue_count"] == 1
+    assert "timed out" in tool.stderr().lower()
+
+
+def test_sample_zero_finishes_without_requests(nsqd, topic, start_tool, endpoints):
+    ep = endpoints()
+    publish(nsqd, topic, [b"s%d" % i for i in range(20)])
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + ep.url, "--sample=0")
+    wait_for(lambda: drained(nsqd, topic) and channel_stats(nsqd, topic, CHANNEL)["message_count"] == 20,
+             timeout=60, message="all FIN'd")
+    assert tool.stop() == 0, tool.stderr()
+    assert ep.requests == [] and drained(nsqd, topic)  # all 20 FIN'd, none sent
 
 
 def test_get_replaces_percent_s_with_the_escaped_body(nsqd, topic, start_tool, endpoints):
