@@ -43,6 +43,17 @@ __all__ = ["Consumer", "Handler"]
 
 logger = logging.getLogger(__name__)
 
+MANAGER_ERROR_PAUSE = 1.0  # seconds the manager thread waits after an unexpected error
+
+
+class _ManagerTimers:
+    """The manager thread's schedule, kept across rounds (and across a failed round)."""
+
+    def __init__(self, next_poll: Optional[float], next_redistribute: float) -> None:
+        self.next_poll = next_poll
+        self.next_redistribute = next_redistribute
+        self.first_poll = True
+
 Handler = Callable[[Message], Optional[bool]]
 
 
@@ -318,42 +329,54 @@ class Consumer(FlowControlMixin, HandlingMixin):
         return address in self._direct or address in self._discovered
 
     def _manager_loop(self) -> None:
-        next_poll = time.monotonic() if self.lookupd_http_addresses else None
-        next_redistribute = time.monotonic() + self.rdy_redistribute_interval
-        first_poll = True
-        try:
-            while not self._stopping:
-                now = time.monotonic()
-                if next_poll is not None and now >= next_poll:
-                    self._poll_lookupd()
-                    interval = self.lookupd_poll_interval
-                    if first_poll:
-                        interval += random.random() * self.lookupd_poll_jitter * self.lookupd_poll_interval
-                        first_poll = False
-                    next_poll = time.monotonic() + interval
-                self._connect_due()
-                with self._lock:
-                    resume_at = self._backoff_resume_at
-                    if resume_at is not None and time.monotonic() >= resume_at:
-                        self._resume_locked()
-                    now = time.monotonic()
-                    if now >= next_redistribute:
-                        self._redistribute_locked()
-                        next_redistribute = now + self.rdy_redistribute_interval
-                    deadlines = [next_redistribute]
-                    if next_poll is not None:
-                        deadlines.append(next_poll)
-                    if self._backoff_resume_at is not None:
-                        deadlines.append(self._backoff_resume_at)
-                    deadlines.extend(when for when, _ in self._reconnects.values())
-                if self._stopping:
-                    break
-                wait = min(deadlines) - time.monotonic()
-                if wait > 0:
-                    self._wake.wait(wait)
-                self._wake.clear()
-        except Exception:  # keep the consumer alive enough to stop cleanly
-            logger.exception("[%s] manager thread failed", self.name)
+        """Lookupd polls, reconnects, RDY redistribution and backoff resumes, until stop().
+
+        An unexpected error in one round is logged with its stack and the
+        loop carries on after MANAGER_ERROR_PAUSE: a consumer whose manager
+        died would never reconnect again.
+        """
+        timers = _ManagerTimers(next_poll=time.monotonic() if self.lookupd_http_addresses else None,
+                                next_redistribute=time.monotonic() + self.rdy_redistribute_interval)
+        while not self._stopping:
+            try:
+                wait = self._manager_round(timers)
+            except Exception:  # noqa: BLE001 - the manager must outlive any one failure
+                logger.exception("[%s] manager thread: unexpected error, carrying on in %.1fs",
+                                 self.name, MANAGER_ERROR_PAUSE)
+                wait = MANAGER_ERROR_PAUSE
+            if self._stopping:
+                break
+            if wait > 0:
+                self._wake.wait(wait)
+            self._wake.clear()
+
+    def _manager_round(self, timers: "_ManagerTimers") -> float:
+        """One round of the manager's work; returns how long to wait before the next."""
+        now = time.monotonic()
+        if timers.next_poll is not None and now >= timers.next_poll:
+            # the next poll is scheduled first: a failing poll must not be retried at once
+            interval = self.lookupd_poll_interval
+            if timers.first_poll:
+                interval += random.random() * self.lookupd_poll_jitter * self.lookupd_poll_interval
+                timers.first_poll = False
+            timers.next_poll = time.monotonic() + interval
+            self._poll_lookupd()
+        self._connect_due()
+        with self._lock:
+            resume_at = self._backoff_resume_at
+            if resume_at is not None and time.monotonic() >= resume_at:
+                self._resume_locked()
+            now = time.monotonic()
+            if now >= timers.next_redistribute:
+                timers.next_redistribute = now + self.rdy_redistribute_interval
+                self._redistribute_locked()
+            deadlines = [timers.next_redistribute]
+            if timers.next_poll is not None:
+                deadlines.append(timers.next_poll)
+            if self._backoff_resume_at is not None:
+                deadlines.append(self._backoff_resume_at)
+            deadlines.extend(when for when, _ in self._reconnects.values())
+        return min(deadlines) - time.monotonic()
 
     def _poll_lookupd(self) -> None:
         found: Set[str] = set()
@@ -391,7 +414,9 @@ class Consumer(FlowControlMixin, HandlingMixin):
                     continue
             try:
                 self._connect(addr)
-            except NSQError as e:
+            except Exception as e:  # noqa: BLE001 - NSQError, or a bug/OS error: retry with backoff
+                if not isinstance(e, NSQError):
+                    logger.exception("[%s] connecting to %s: unexpected error", self.name, addr)
                 with self._lock:
                     entry = self._reconnects.get(addr)
                     if entry is not None:

@@ -317,3 +317,41 @@ def test_many_messages_with_concurrency(start_nsqd, consumers):
     c.stop()
     assert c.stats["finished"] == n and c.stats["errors"] == 0
     expect_channel_stats(node, "bulk", "ch", in_flight_count=0, depth=0)
+
+
+def test_manager_thread_survives_an_unexpected_error(start_nsqd, consumers, caplog):
+    """Issue 12 #12: an exception in the manager thread used to end it, and with it every reconnect.
+
+    A failure is injected into one RDY redistribution round; the consumer
+    logs it with its stack, keeps managing, and reconnects after its nsqd
+    restarts.
+    """
+    node = start_nsqd("mgr")
+    addr = node.tcp_address
+    h = Collector()
+    c = consumers("mgr_t", "ch", h, nsqd_tcp_addresses=[addr], reconnect_interval=0.1,
+                  rdy_redistribute_interval=0.05)
+    injected = threading.Event()
+    real_redistribute = c._redistribute_locked
+
+    def failing_once() -> None:
+        if not injected.is_set():
+            injected.set()
+            raise RuntimeError("injected manager failure")
+        real_redistribute()
+
+    c._redistribute_locked = failing_once
+    with caplog.at_level("ERROR", logger="nsqd_sync.client.consumer"):
+        c.start()
+        wait_for(injected.is_set, timeout=10, message="the injected failure")
+        wait_for(lambda: any("manager thread" in r.getMessage() and r.exc_info for r in caplog.records),
+                 timeout=10, message="the failure logged with its stack")
+    publish(node, "mgr_t", [b"before"])
+    wait_for(lambda: h.count() == 1, timeout=10, message="first message")
+    node.stop()
+    wait_for(lambda: not c.connected_addresses(), timeout=5, message="disconnect noticed")
+    node2 = start_nsqd("mgr", tcp=addr)
+    wait_for(lambda: c.connected_addresses() == [addr], timeout=15, message="reconnected after the failure")
+    publish(node2, "mgr_t", [b"after"])
+    wait_for(lambda: h.count() == 2, timeout=10, message="message after restart")
+    assert h.bodies() == [b"before", b"after"]
