@@ -306,8 +306,13 @@ def test_node_page_shows_its_topics_channels_and_clients(cluster, browser, tmp_p
     load(browser, cluster, "/nodes/127.0.0.1:%d" % node.http_port, TOPIC, OTHER, ACT, "live",
          "held", XSS)
     no_alert(browser)
-    text = browser.text()
-    assert "held2" in text
+    assert "held2" in browser.text()
+    topics = table(browser, "node-topics")
+    assert number(cell(row_for(topics, TOPIC), "messages")) == \
+        cluster.topic_stats(node, TOPIC)["message_count"] == PUBLISHED[0]
+    assert OTHER in [r[0] for r in topics["rows"]]
+    clients = table(browser, "clients")
+    assert [r[0] for r in clients["rows"]] == [XSS]  # this node's one consumer connection
     shot(browser, tmp_path, "node")
 
 
