@@ -11,9 +11,12 @@ same name in DIR, each on a fresh topic:
            (plus the newline); timed from start to exit, and the topic must
            hold every message.
   to_file  --count messages are queued, then `nsq_to_file --output-dir=TMP`
-           drains the channel; timed from start until the channel is empty
-           with nothing in flight, then the tool is stopped with SIGTERM and
-           the files must hold every message.
+           drains the channel; timed from start until its files hold every
+           message (their size says so).  The run goes on until every message
+           is FIN'd (logged, not in the table: NSQ's tool FINs a last partial
+           batch only at its next --sync-interval tick, 30s by default), then
+           the tool is stopped with SIGTERM and the files must hold every
+           message, each once.
 
 A row shows the median rate (messages per second) per tool and the ratio
 ours/theirs.  Rounds alternate (ours, theirs, ours, theirs, ...) so a busy
@@ -151,9 +154,21 @@ def time_to_nsq(node: BenchNode, tool: List[str], topic: str, count: int, size: 
     return took
 
 
-def time_to_file(node: BenchNode, tool: List[str], topic: str, count: int, size: int) -> float:
+def _bytes_in(directory: str) -> int:
+    total = 0
+    for name in os.listdir(directory):
+        try:
+            total += os.stat(os.path.join(directory, name)).st_size
+        except OSError:
+            pass  # renamed or removed while we looked
+    return total
+
+
+def time_to_file(node: BenchNode, tool: List[str], topic: str, count: int, size: int) -> Tuple[float, float]:
+    """(seconds until every message is written to the files, seconds until every one is FIN'd)."""
     queue_messages(node.tcp_address, topic, "bench", count, size)
     out = tempfile.mkdtemp(prefix="nsq_bench-to_file-")
+    expected = count * (size + 1)
     try:
         with open(os.devnull, "wb") as null, tempfile.TemporaryFile() as err:
             started = time.monotonic()
@@ -162,10 +177,14 @@ def time_to_file(node: BenchNode, tool: List[str], topic: str, count: int, size:
                                     stdin=subprocess.DEVNULL, stdout=null, stderr=err)
             try:
                 deadline = started + RUN_TIMEOUT
+                written = 0.0
                 while True:
-                    depth, in_flight, _ = channel_state(node, topic, "bench")
-                    if depth == 0 and in_flight == 0:
-                        break
+                    if not written and _bytes_in(out) >= expected:
+                        written = time.monotonic() - started
+                    if written:
+                        depth, in_flight, _ = channel_state(node, topic, "bench")
+                        if depth == 0 and in_flight == 0:
+                            break
                     if proc.poll() is not None:
                         err.seek(0)
                         raise BenchError("%s exited with %s: %s" % (tool[-1], proc.returncode,
@@ -173,7 +192,7 @@ def time_to_file(node: BenchNode, tool: List[str], topic: str, count: int, size:
                     if time.monotonic() > deadline:
                         raise BenchError("%s did not drain the channel within %ds" % (tool[-1], RUN_TIMEOUT))
                     time.sleep(0.02)
-                took = time.monotonic() - started
+                finished = time.monotonic() - started
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
             finally:
@@ -188,7 +207,7 @@ def time_to_file(node: BenchNode, tool: List[str], topic: str, count: int, size:
                 lines += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
         if lines != count:
             raise BenchError("%s wrote %d of %d messages" % (tool[-1], lines, count))
-        return took
+        return written, finished
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -272,16 +291,18 @@ def bench_utils(v: Dict[str, Any], reporter: Any) -> List[CaseResult]:
             for round_no in range(v["repeat"]):
                 for who, tool in sides:
                     topic = "utils_bench_%s_%d_%s" % (case, round_no, who)
+                    note = ""
                     if case == "tail":
                         took = time_tail(node, tool, topic, count, size)
                     elif case == "to_nsq":
                         took = time_to_nsq(node, tool, topic, count, size, data_file)
                     else:
-                        took = time_to_file(node, tool, topic, count, size)
+                        took, finished = time_to_file(node, tool, topic, count, size)
+                        note = ", all FIN'd after %.2fs" % finished
                     delete_topic(node, topic)
                     (result.ours if who == "ours" else result.theirs).append(took)
-                    reporter.line("utils", "%s %s round %d: %s msg/s (%.2fs)"
-                                  % (TOOL_OF[case], who, round_no + 1, fmt_int(count / took), took))
+                    reporter.line("utils", "%s %s round %d: %s msg/s (%.2fs%s)"
+                                  % (TOOL_OF[case], who, round_no + 1, fmt_int(count / took), took, note))
                     node.check_alive()
     finally:
         node.stop()
