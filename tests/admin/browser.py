@@ -133,6 +133,12 @@ class Browser:
         except NoAlertPresentException:
             return None
 
+    def console_errors(self) -> List[str]:
+        """Errors the page logged since the last call (scripts, CSP, failed loads), no favicon."""
+        entries = self.driver.get_log("browser")
+        return [e["message"] for e in entries
+                if e.get("level") == "SEVERE" and "favicon.ico" not in e.get("message", "")]
+
     def screenshot(self, path: str) -> bytes:
         """Save a PNG of the page and return its bytes."""
         assert self.driver.save_screenshot(path), path

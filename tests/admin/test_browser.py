@@ -207,8 +207,10 @@ def load(b: Browser, cluster: Cluster, path: str, *must_show: str) -> str:
 
 
 def shot(b: Browser, tmp_path, name: str) -> None:
+    """Save the page as a PNG; the page logged no error (no script error, no CSP violation)."""
     data = b.screenshot(str(tmp_path / (name + ".png")))
     assert data.startswith(PNG_MAGIC) and len(data) > 2000, (name, len(data))
+    assert b.console_errors() == [], name
 
 
 def no_alert(b: Browser) -> None:
