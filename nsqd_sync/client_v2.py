@@ -24,7 +24,7 @@ import ssl
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Protocol, TYPE_CHECKING, Tuple
 
 from . import wire
 from .addresses import format_address
@@ -34,9 +34,16 @@ from .transport import PlainTransport
 
 if TYPE_CHECKING:  # pragma: no cover
     from .channel import Channel
-    from .nsqd import NSQD
 
 log = logging.getLogger(__name__)
+
+
+class ClientNode(Protocol):
+    """What a client needs of its node (nsqd.NSQD is the one)."""
+
+    opts: Any
+
+    def next_client_id(self, *args: Any, **kwargs: Any) -> Any: ...
 
 # NSQ's client states and numbers (nsqd/client_v2.go), as /stats reports them
 STATE_INIT = 0
@@ -64,7 +71,7 @@ _bump = wire.bump_attempts
 class ClientV2:
     """State of one V2 connection."""
 
-    def __init__(self, nsqd: "NSQD", sock: socket.socket, address: Tuple[str, int]) -> None:
+    def __init__(self, nsqd: "ClientNode", sock: socket.socket, address: Tuple[str, int]) -> None:
         opts = nsqd.opts
         self.nsqd = nsqd
         self.id = nsqd.next_client_id()

@@ -21,17 +21,34 @@ import re
 import socket
 import struct
 from http.server import ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 from . import NSQ_VERSION, debug, logs, stats, wire
 from .errors import BackendError, ExitingError
 from .http_base import BOOL_PARAMS, HTTPError, NSQHTTPHandler, Route, parse_json
 from .options import FLAGS
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqd import NSQD
-
 log = logging.getLogger(__name__)
+
+
+class HTTPNode(stats.StatsNode, Protocol):
+    """What the HTTP API needs of its node (nsqd.NSQD is the one), /stats included."""
+
+    opts: Any
+    http_address: Any
+    tcp_address: Any
+    exit_event: Any
+    lock: Any
+
+    def client_list(self, *args: Any, **kwargs: Any) -> Any: ...
+    def delete_topic(self, *args: Any, **kwargs: Any) -> Any: ...
+    def get_topic(self, *args: Any, **kwargs: Any) -> Any: ...
+    def on_lookupd_addresses_changed(self, *args: Any, **kwargs: Any) -> Any: ...
+    def persist_metadata(self, *args: Any, **kwargs: Any) -> Any: ...
+    def publish(self, *args: Any, **kwargs: Any) -> Any: ...
+    def publish_deferred(self, *args: Any, **kwargs: Any) -> Any: ...
+    def topic_list(self, *args: Any, **kwargs: Any) -> Any: ...
+
 
 
 ROUTES: Dict[str, Route] = {
@@ -486,7 +503,7 @@ class NSQDHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: Tuple[str, int], nsqd: "NSQD") -> None:
+    def __init__(self, address: Tuple[str, int], nsqd: "HTTPNode") -> None:
         self.nsqd = nsqd
         self.deprecation_warned: set = set()
         if ":" in address[0]:

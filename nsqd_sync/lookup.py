@@ -30,17 +30,24 @@ import socket
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 from . import NSQ_VERSION, wire
 from .errors import ExitingError
 from .flags import FlagError
 from .options import split_address
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqd import NSQD
-
 log = logging.getLogger(__name__)
+
+
+class LookupNode(Protocol):
+    """What lookupd registration reads from its node (nsqd.NSQD is the one)."""
+
+    opts: Any
+    http_address: Any
+    tcp_address: Any
+
+    def topic_list(self, *args: Any, **kwargs: Any) -> Any: ...
 
 PING_INTERVAL = 15.0
 CONNECT_TIMEOUT = 2.0
@@ -294,7 +301,7 @@ def _seconds(s: float) -> str:
 class Lookup:
     """The node's lookupd peers; an NSQD change listener (`listener(topic, channel, deleted)`)."""
 
-    def __init__(self, nsqd: "NSQD") -> None:
+    def __init__(self, nsqd: "LookupNode") -> None:
         self.nsqd = nsqd
         self.lock = threading.Lock()
         self._peers: Dict[str, LookupPeer] = {}

@@ -18,19 +18,36 @@ import socket
 import ssl
 import struct
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, TYPE_CHECKING, Tuple
 
 from . import wire
-from .client_v2 import STATE_CLOSING, STATE_INIT, STATE_SUBSCRIBED, ClientV2
+from .client_v2 import STATE_CLOSING, STATE_INIT, STATE_SUBSCRIBED, ClientNode, ClientV2
 from .diskqueue import release_in_slices
 from .errors import BackendError, ExitingError, ProtocolError, fatal, go_quote, nonfatal
 from .transport import DeflateTransport, SnappyTransport, TLSTransport
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .nsqd import NSQD
     from .topic import Topic
 
 log = logging.getLogger(__name__)
+
+
+class ProtocolNode(ClientNode, Protocol):
+    """What the V2 protocol needs of its node (nsqd.NSQD is the one); its clients need a ClientNode."""
+
+    opts: Any
+    tls_context: Any
+
+    def add_client(self, *args: Any, **kwargs: Any) -> Any: ...
+    def remove_client(self, *args: Any, **kwargs: Any) -> Any: ...
+    def authenticate(self, *args: Any, **kwargs: Any) -> Any: ...
+    def check_auth(self, *args: Any, **kwargs: Any) -> Any: ...
+    def get_topic(self, *args: Any, **kwargs: Any) -> Any: ...
+    def identify_response(self, *args: Any, **kwargs: Any) -> Any: ...
+    def message_heads(self, *args: Any, **kwargs: Any) -> Any: ...
+    def publish_deferred(self, *args: Any, **kwargs: Any) -> Any: ...
+    def publish_messages(self, *args: Any, **kwargs: Any) -> Any: ...
+    def publish_one(self, *args: Any, **kwargs: Any) -> Any: ...
 
 RECV_SIZE = 64 * 1024  # below glibc's mmap threshold (128 KB): no mmap/munmap per read
 MAX_LINE = 64 * 1024  # NSQ reads command lines through a bufio.Reader of this order
@@ -50,7 +67,7 @@ def _parse_int(raw: bytes) -> int:
 class ProtocolV2:
     """Runs one V2 connection from the magic to the close."""
 
-    def __init__(self, nsqd: "NSQD", sock: socket.socket, address: Tuple[str, int]) -> None:
+    def __init__(self, nsqd: "ProtocolNode", sock: socket.socket, address: Tuple[str, int]) -> None:
         self.nsqd = nsqd
         self.opts = nsqd.opts
         self.sock = sock

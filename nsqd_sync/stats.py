@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional, Protocol, TYPE_CHECKING
 
 from . import NSQ_VERSION, __version__, e2e
 from .debug import rss_bytes
@@ -32,17 +32,29 @@ from .durations import format_duration_ns
 if TYPE_CHECKING:  # pragma: no cover
     from .channel import Channel
     from .client_v2 import ClientV2
-    from .nsqd import NSQD
     from .topic import Topic
+
 
 # ---------------------------------------------------------------- the model
 
-def health_text(nsqd: "NSQD") -> str:
+class StatsNode(Protocol):
+    """What /stats reads from its node (nsqd.NSQD is the one)."""
+
+    start_time: Any
+    health_error: Any
+
+    def client_list(self, *args: Any, **kwargs: Any) -> Any: ...
+    def get_existing_topic(self, *args: Any, **kwargs: Any) -> Any: ...
+    def is_healthy(self, *args: Any, **kwargs: Any) -> Any: ...
+    def topic_list(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def health_text(nsqd: "StatsNode") -> str:
     """NSQ's health string: `OK` or `NOK - <error>`."""
     return "OK" if nsqd.is_healthy() else "NOK - %s" % nsqd.health_error
 
 
-def node_stats(nsqd: "NSQD", topic: str = "", channel: str = "", include_clients: bool = True,
+def node_stats(nsqd: "StatsNode", topic: str = "", channel: str = "", include_clients: bool = True,
                include_mem: bool = True) -> Dict[str, Any]:
     """NSQ's /stats object for the whole node or one topic (and one channel)."""
     topics: Optional[List[Dict[str, Any]]] = None  # null when the asked-for topic does not exist

@@ -24,15 +24,22 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Protocol
 
 from . import stats as stats_mod
 from .options import Options, split_address
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqd import NSQD
-
 log = logging.getLogger(__name__)
+
+
+class StatsdNode(stats_mod.StatsNode, Protocol):
+    """What the statsd pusher reads from its node (nsqd.NSQD is the one): its /stats and address."""
+
+    opts: Any
+    http_address: Any
+
+    def topic_list(self, *args: Any, **kwargs: Any) -> Any: ...
+
 
 EPHEMERAL = "#ephemeral"
 _MEM_GAUGES = ("heap_objects", "heap_idle_bytes", "heap_in_use_bytes", "heap_released_bytes",
@@ -132,7 +139,7 @@ def packets(lines: List[bytes], size: int) -> List[bytes]:
 class StatsdPusher:
     """The `nsqd-statsd` thread: one push per --statsd-interval until stop()."""
 
-    def __init__(self, nsqd: "NSQD") -> None:
+    def __init__(self, nsqd: "StatsdNode") -> None:
         self.nsqd = nsqd
         self._stop = threading.Event()
         self._last: Optional[Dict[str, Any]] = None

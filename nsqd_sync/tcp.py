@@ -9,14 +9,11 @@ import logging
 import socket
 import socketserver
 import threading
-from typing import TYPE_CHECKING, Tuple
+from typing import Tuple
 
 from . import wire
 from .addresses import format_address
-from .protocol_v2 import ProtocolV2
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqd import NSQD
+from .protocol_v2 import ProtocolNode, ProtocolV2
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +58,7 @@ class NSQDTCPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, address: Tuple[str, int], nsqd: "NSQD") -> None:
+    def __init__(self, address: Tuple[str, int], nsqd: ProtocolNode) -> None:
         self.nsqd = nsqd
         if ":" in address[0]:
             self.address_family = socket.AF_INET6

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple
 from .addresses import format_address
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .nsqd import NSQD
+    from .http_api import HTTPNode
     from .options import Options
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def _accept_any_certificate(ctx: ssl.SSLContext) -> bool:
 # ---------------------------------------------------------------- HTTP(S)
 
 
-def make_https_server(address: Tuple[str, int], nsqd: "NSQD", context: ssl.SSLContext):
+def make_https_server(address: Tuple[str, int], nsqd: "HTTPNode", context: ssl.SSLContext):
     """The HTTP API on a TLS listener (bound, not yet serving)."""
     from .http_api import NSQDHTTPServer
 
@@ -151,7 +151,7 @@ def make_https_server(address: Tuple[str, int], nsqd: "NSQD", context: ssl.SSLCo
     return NSQDHTTPSServer(address, nsqd)
 
 
-def require_tls_on(server: Any, nsqd: "NSQD") -> None:
+def require_tls_on(server: Any, nsqd: "HTTPNode") -> None:
     """Make a plain HTTP listener refuse everything with NSQ's 403 TLS_REQUIRED."""
     base = server.RequestHandlerClass
 

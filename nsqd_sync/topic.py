@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from . import wire
 from .channel import Channel
@@ -28,10 +28,18 @@ from .errors import BackendError, ExitingError
 from .guid import GUIDFactory
 from .memqueue import MemoryQueue
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqd import NSQD
-
 log = logging.getLogger(__name__)
+
+
+class TopicNode(Protocol):
+    """What a topic needs of its node (nsqd.NSQD is the one): options, backends, callbacks."""
+
+    opts: Any
+
+    def make_backend(self, *args: Any, **kwargs: Any) -> Any: ...
+    def new_latency_stream(self, *args: Any, **kwargs: Any) -> Any: ...
+    def notify_change(self, *args: Any, **kwargs: Any) -> Any: ...
+    def delete_topic(self, *args: Any, **kwargs: Any) -> Any: ...
 
 PUMP_BATCH = 200
 
@@ -39,7 +47,7 @@ PUMP_BATCH = 200
 class Topic:
     """Memory queue + backend of one topic, its channels, and its pump thread."""
 
-    def __init__(self, nsqd: "NSQD", name: str) -> None:
+    def __init__(self, nsqd: "TopicNode", name: str) -> None:
         self.nsqd = nsqd
         self.name = name
         self.ephemeral = wire.is_ephemeral(name)

@@ -24,7 +24,7 @@ import posixpath
 import re
 import socket
 import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 from urllib.parse import unquote, unquote_plus
 
 from nsqd_sync import NSQ_VERSION, gojson
@@ -36,10 +36,15 @@ from nsqd_sync.wire import is_valid_channel_name, is_valid_topic_name
 from .registration_db import Registration, filter_by_active, filter_registrations, keys, subkeys
 from .tcp import TrackedThreadingMixIn
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqlookupd import NSQLookupd
 
 logger = logging.getLogger(__name__)
+
+
+class LookupdNode(Protocol):
+    """What the HTTP API needs of its nsqlookupd (nsqlookupd.NSQLookupd is the one)."""
+
+    db: Any
+    opts: Any
 
 JSON_TYPE = "application/json; charset=utf-8"
 NSQ_CONTENT_TYPE = "nsq; version=1.0"
@@ -117,7 +122,7 @@ class LookupHTTPServer(TrackedThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     thread_name_prefix = "nsqlookupd-http"
 
-    def __init__(self, sock: socket.socket, nsqlookupd: "NSQLookupd") -> None:
+    def __init__(self, sock: socket.socket, nsqlookupd: "LookupdNode") -> None:
         http.server.HTTPServer.__init__(self, sock.getsockname(), APIHandler,
                                         bind_and_activate=False)
         self.socket.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import TYPE_CHECKING, BinaryIO, List, Optional
+from typing import Any, BinaryIO, List, Optional, Protocol
 
 from nsqd_sync import NSQ_VERSION, gojson
 from nsqd_sync.durations import format_duration_ns
@@ -24,10 +24,18 @@ from nsqd_sync.wire import is_ephemeral, is_valid_channel_name, is_valid_topic_n
 
 from .registration_db import PeerInfo, Producer, Registration
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqlookupd import NSQLookupd
 
 logger = logging.getLogger(__name__)
+
+
+class LookupdNode(Protocol):
+    """What the V1 protocol needs of its nsqlookupd (nsqlookupd.NSQLookupd is the one)."""
+
+    db: Any
+    opts: Any
+    hostname: Any
+    real_http_port: Any
+    real_tcp_port: Any
 
 _SIZE = struct.Struct(">i")
 _READ_CHUNK = 65536
@@ -91,7 +99,7 @@ class ClientV1:
 class LookupProtocolV1:
     """Runs one connection's command loop; one method per command."""
 
-    def __init__(self, nsqlookupd: "NSQLookupd") -> None:
+    def __init__(self, nsqlookupd: "LookupdNode") -> None:
         self.nsqlookupd = nsqlookupd
         self.db = nsqlookupd.db
 

@@ -13,14 +13,12 @@ import socketserver
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Dict
+from typing import Dict
 
 from nsqd_sync.addresses import format_address
 
-from .lookup_protocol_v1 import ClientV1, LookupProtocolV1
+from .lookup_protocol_v1 import ClientV1, LookupdNode, LookupProtocolV1
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqlookupd import NSQLookupd
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +81,7 @@ class LookupTCPServer(TrackedThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     thread_name_prefix = "nsqlookupd-client"
 
-    def __init__(self, sock: socket.socket, nsqlookupd: "NSQLookupd") -> None:
+    def __init__(self, sock: socket.socket, nsqlookupd: "LookupdNode") -> None:
         socketserver.TCPServer.__init__(self, sock.getsockname(), TCPHandler,
                                         bind_and_activate=False)
         self.socket.close()

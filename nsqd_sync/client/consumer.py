@@ -18,7 +18,7 @@ FIN/REQ answers in handling.py (HandlingMixin).
 
 Locks: `Consumer._lock` (connections, RDY, backoff) may be held while a
 connection's write lock is taken (RDY is sent under it, so RDY changes stay
-ordered).  `_ConsumerConn.lock` (in-flight counts) and the work queue's mutex
+ordered).  `ConsumerConn.lock` (in-flight counts) and the work queue's mutex
 are leaves: nothing else is taken while holding them.
 """
 from __future__ import annotations
@@ -37,7 +37,10 @@ from .errors import NSQConnectionError, NSQError, error_from_frame, is_fatal
 from .flow import FlowControlMixin
 from .handling import MAX_BATCH, HandlingMixin, _WorkQueue
 from .lookup import lookup_nsqd_addresses
+from .conn_state import ConsumerConn
 from .message import Message
+
+_ConsumerConn = ConsumerConn  # its old private name
 
 __all__ = ["Consumer", "Handler"]
 
@@ -55,43 +58,6 @@ class _ManagerTimers:
         self.first_poll = True
 
 Handler = Callable[[Message], Optional[bool]]
-
-
-class _ConsumerConn:
-    """The consumer's state for one nsqd connection."""
-
-    def __init__(self, consumer: "Consumer", conn: Connection) -> None:
-        self.consumer = consumer
-        self.conn = conn
-        self.address = conn.address
-        self.rdy = 0
-        self.rdy_changed_at = time.monotonic()
-        self.last_msg_at = time.monotonic()
-        self.in_flight = 0
-        self.lock = threading.Lock()
-        self.close_wait = threading.Event()
-        self.closing = False
-        self.reader: Optional[threading.Thread] = None
-        self.max_rdy = conn.max_rdy_count
-
-    def __repr__(self) -> str:
-        return "<ConsumerConn %s rdy=%d in_flight=%d>" % (self.address, self.rdy, self.in_flight)
-
-    @property
-    def closed(self) -> bool:
-        return self.conn.closed
-
-    def received(self, n: int) -> None:
-        with self.lock:
-            self.in_flight += n
-        self.last_msg_at = time.monotonic()
-
-    def answered(self, n: int) -> None:
-        with self.lock:
-            self.in_flight -= n
-            idle = self.in_flight <= 0
-        if idle and self.consumer._stopping:
-            self.consumer._notify_idle()
 
 
 def _addresses(value: Union[str, Iterable[str], None]) -> List[str]:
@@ -183,7 +149,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
         self._wake = threading.Event()
         self._done = threading.Event()
         self._queue = _WorkQueue()
-        self._conns: Dict[str, _ConsumerConn] = {}
+        self._conns: Dict[str, ConsumerConn] = {}
         self._direct: List[str] = []
         self._discovered: Set[str] = set()
         self._reconnects: Dict[str, List[float]] = {}  # address -> [when, interval]
@@ -441,7 +407,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
         except NSQError:
             conn.close()
             raise
-        cc = _ConsumerConn(self, conn)
+        cc = ConsumerConn(conn, self._conn_idle)
         with self._lock:
             if self._stopping:
                 conn.close()
@@ -458,7 +424,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
 
     # ------------------------------------------------------------ reader threads
 
-    def _reader_loop(self, cc: _ConsumerConn) -> None:
+    def _reader_loop(self, cc: ConsumerConn) -> None:
         conn = cc.conn
         put_many = self._queue.put_many
         msg_type = wire.FRAME_TYPE_MESSAGE
@@ -500,7 +466,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
             cc.close_wait.set()
             self._on_conn_closed(cc)
 
-    def _on_conn_closed(self, cc: _ConsumerConn) -> None:
+    def _on_conn_closed(self, cc: ConsumerConn) -> None:
         with self._lock:
             if self._conns.get(cc.address) is cc:
                 del self._conns[cc.address]
@@ -519,6 +485,11 @@ class Consumer(FlowControlMixin, HandlingMixin):
             self._notify_idle()
 
     # ------------------------------------------------------------ stopping
+
+    def _conn_idle(self) -> None:
+        """A connection has nothing in flight: wake stop() if it waits for that."""
+        if self._stopping:
+            self._notify_idle()
 
     def _notify_idle(self) -> None:
         with self._idle:
@@ -550,7 +521,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
                     self._idle.wait(min(left, 0.1))
             # out of time: give back whatever is still waiting, then let workers exit
             self._abandon = True
-            pending: Dict[_ConsumerConn, List[bytes]] = {}
+            pending: Dict[ConsumerConn, List[bytes]] = {}
             for msg in self._queue.take_all():
                 if not msg._conn.closed and not msg._responded:
                     self._answer(msg, False, 0, False, pending)

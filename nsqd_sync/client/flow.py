@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Optional
 from .errors import NSQConnectionError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .consumer import _ConsumerConn
+    from .conn_state import ConsumerConn
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 class FlowControlMixin:
     """RDY distribution and backoff; expects the Consumer's attributes."""
 
-    def _send_rdy_locked(self, cc: _ConsumerConn, count: int) -> None:
+    def _send_rdy_locked(self, cc: ConsumerConn, count: int) -> None:
         count = min(count, cc.max_rdy)
         if cc.rdy == count or cc.closed:
             return

@@ -20,7 +20,7 @@ from .errors import NSQConnectionError
 from .message import Message
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .consumer import _ConsumerConn
+    from .conn_state import ConsumerConn
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class HandlingMixin:
     def _worker_loop(self) -> None:
         queue = self._queue
         batch_size = self._batch_size
-        pending: Dict[_ConsumerConn, List[bytes]] = {}
+        pending: Dict[ConsumerConn, List[bytes]] = {}
         monotonic = time.monotonic
         while True:
             batch = queue.get_batch(batch_size)
@@ -99,7 +99,7 @@ class HandlingMixin:
             if pending:
                 self._flush(pending)
 
-    def _process(self, msg: Message, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+    def _process(self, msg: Message, pending: Dict[ConsumerConn, List[bytes]]) -> None:
         cc = msg._conn
         if cc.closed:
             msg._responded = True  # nsqd gives it to someone else; its FIN would fail
@@ -123,7 +123,7 @@ class HandlingMixin:
         else:
             self._answer(msg, True, 0, False, pending)
 
-    def _give_up(self, msg: Message, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+    def _give_up(self, msg: Message, pending: Dict[ConsumerConn, List[bytes]]) -> None:
         logger.warning("[%s] giving up on message %s after %d attempts", self.name,
                        msg.id.decode("ascii", "replace"), msg.attempts)
         self._count("given_up", 1)
@@ -147,7 +147,7 @@ class HandlingMixin:
         return b"REQ %s %d\n" % (msg.id, int(delay_ms))
 
     def _answer(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool,
-                pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+                pending: Dict[ConsumerConn, List[bytes]]) -> None:
         """Queue a worker's FIN/REQ to be written with the rest of its batch."""
         msg._responded = True
         cmd = self._command_for(msg, success, delay_ms)
@@ -158,7 +158,7 @@ class HandlingMixin:
             cmds.append(cmd)
         self._backoff_signal(True if success else (False if backoff else None))
 
-    def _flush(self, pending: Dict[_ConsumerConn, List[bytes]]) -> None:
+    def _flush(self, pending: Dict[ConsumerConn, List[bytes]]) -> None:
         fins = reqs = 0
         for cc, cmds in pending.items():
             n_fin = sum(1 for c in cmds if c[0] == 70)  # b"F"
@@ -179,8 +179,8 @@ class HandlingMixin:
         with self._stats_lock:
             self.stats[key] += n
 
-    def _respond_now(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool) -> None:
-        """finish()/requeue() called by user code: answer right away."""
+    def respond_message(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool) -> None:
+        """Message.finish()/requeue() called by user code: answer right away."""
         with self._respond_lock:
             if msg._responded:
                 logger.debug("[%s] message %s already answered", self.name, msg.id)
@@ -218,7 +218,7 @@ class HandlingMixin:
                 m._responded = True
         if not todo:
             return
-        pending: Dict[_ConsumerConn, List[bytes]] = {}
+        pending: Dict[ConsumerConn, List[bytes]] = {}
         for msg in todo:
             cmd = self._command_for(msg, success, delay_ms)
             cmds = pending.get(msg._conn)
@@ -229,7 +229,8 @@ class HandlingMixin:
         self._flush(pending)
         self._backoff_signal(True if success else (False if backoff else None))
 
-    def _touch(self, msg: Message) -> None:
+    def touch_message(self, msg: Message) -> None:
+        """Message.touch(): TOUCH it on its connection."""
         cc = msg._conn
         if cc is None or cc.closed:
             return

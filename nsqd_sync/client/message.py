@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
 from .. import wire
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .consumer import Consumer, _ConsumerConn
+    from .conn_state import ConsumerConn
 
 logger = logging.getLogger(__name__)
+
+
+class Responder(Protocol):
+    """Who answers a message on nsqd (the Consumer that received it)."""
+
+    def respond_message(self, msg: "Message", success: bool, delay_ms: Optional[int], backoff: bool) -> None: ...
+    def touch_message(self, msg: "Message") -> None: ...
 
 
 class Message:
@@ -24,7 +31,7 @@ class Message:
     __slots__ = ("id", "body", "timestamp", "attempts", "_conn", "_consumer", "_responded", "_async")
 
     def __init__(self, msg_id: bytes, body: bytes, timestamp: int, attempts: int,
-                 conn: "Optional[_ConsumerConn]" = None, consumer: "Optional[Consumer]" = None) -> None:
+                 conn: "Optional[ConsumerConn]" = None, consumer: Optional[Responder] = None) -> None:
         self.id = msg_id
         self.body = body
         self.timestamp = timestamp
@@ -35,8 +42,8 @@ class Message:
         self._async = False
 
     @classmethod
-    def from_frame(cls, data: bytes, conn: "Optional[_ConsumerConn]" = None,
-                   consumer: "Optional[Consumer]" = None) -> "Message":
+    def from_frame(cls, data: bytes, conn: "Optional[ConsumerConn]" = None,
+                   consumer: Optional[Responder] = None) -> "Message":
         ts, attempts, msg_id, body = wire.decode_message(data)
         return cls(msg_id, body, ts, attempts, conn, consumer)
 
@@ -78,11 +85,11 @@ class Message:
             logger.debug("TOUCH of %s after it was answered is ignored", self.id)
             return
         if self._consumer is not None:
-            self._consumer._touch(self)
+            self._consumer.touch_message(self)
 
     def _respond(self, success: bool, delay_ms: Optional[int], backoff: bool) -> None:
         consumer = self._consumer
         if consumer is None:
             self._responded = True
             return
-        consumer._respond_now(self, success, delay_ms, backoff)
+        consumer.respond_message(self, success, delay_ms, backoff)

@@ -6,7 +6,8 @@ import pytest
 from nsqd_sync import wire
 from nsqd_sync.client import errors
 from nsqd_sync.client.connection import split_address
-from nsqd_sync.client.consumer import Consumer, _ConsumerConn, _WorkQueue
+from nsqd_sync.client.conn_state import ConsumerConn
+from nsqd_sync.client.consumer import Consumer, _WorkQueue
 from nsqd_sync.client.lookup import lookup_url, parse_lookup
 from nsqd_sync.client.message import Message
 
@@ -145,7 +146,7 @@ class FakeConn:
 def consumer_with(n_conns: int, **kw) -> Consumer:
     c = Consumer("t", "c", lambda m: None, **kw)
     for i in range(n_conns):
-        cc = _ConsumerConn(c, FakeConn("h:%d" % i))
+        cc = ConsumerConn(FakeConn("h:%d" % i), c._conn_idle)
         c._conns[cc.address] = cc
     return c
 
