@@ -7,12 +7,19 @@ statuses and messages) and the pages' forms (`POST` to the page URL,
 url-encoded, with a confirmation step for destructive actions, then a 303
 back).  Both first pass `require_action_allowed()`: 403
 `CROSS_SITE_REQUEST_FORBIDDEN` when a browser says the request comes from
-another site (an `Origin`/`Referer` naming another host; scripts that send
-neither are not browsers and pass), 403 `FORBIDDEN` for a user not in
---admin-user.  Each action is notified (notify.py) as NSQ does.
+another site (an `Origin`/`Referer` naming another host) and it does not
+carry the page token, 403 `FORBIDDEN` for a user not in --admin-user.
+Scripts that send neither header are not browsers and pass.  The page token
+(`csrf_token()`: an HMAC of the acting user's name under a per-process
+secret, in every page's `<meta name="nsqadmin-token">` and forms) lets the
+pages act when a reverse proxy rewrites the Host header, without letting
+another site (which cannot read our pages) or another user act.  Each
+action is notified (notify.py) as NSQ does.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
@@ -60,24 +67,32 @@ class ActionRoutes:
             return True
         return self.header(opts.acl_http_header) in opts.admin_user
 
-    def is_cross_site(self) -> bool:
-        """A browser request from another site (Origin/Referer host differs from ours)."""
-        host = (self.header("X-Forwarded-Host") or self.header("Host")).split(",")[0].strip().lower()
+    def csrf_token(self) -> str:
+        """The page token of the user making this request (see the module docstring)."""
+        user = self.header(self.admin.opts.acl_http_header).encode("utf-8", "replace")
+        return hmac.new(self.admin.csrf_secret, b"nsqadmin-action:" + user, hashlib.sha256).hexdigest()[:40]
+
+    def is_cross_site(self, token: str = "") -> bool:
+        """A browser request from another site (Origin/Referer host is not ours) without our token."""
+        token = token or self.header("X-NSQAdmin-Token")
+        if token and hmac.compare_digest(token.encode("utf-8", "replace"), self.csrf_token().encode()):
+            return False
+        host = _netloc((self.header("X-Forwarded-Host") or self.header("Host")).split(",")[0].strip())
         if self.header("Sec-Fetch-Site").lower() == "cross-site":
             return True
         origin = self.header("Origin")
         if origin:
             if origin == "null":
                 return True
-            return urlsplit(origin).netloc.lower() != host
+            return _netloc(urlsplit(origin).netloc, urlsplit(origin).scheme) != host
         referer = self.header("Referer")
         if referer:
-            return urlsplit(referer).netloc.lower() != host
+            return _netloc(urlsplit(referer).netloc, urlsplit(referer).scheme) != host
         return False
 
-    def require_action_allowed(self) -> None:
+    def require_action_allowed(self, token: str = "") -> None:
         """403 for cross-site requests and (with --admin-user) non-admins."""
-        if self.is_cross_site():
+        if self.is_cross_site(token):
             log.warning("refused cross-site %s %s (Origin %r, Referer %r)", self.command, self.path,
                         self.header("Origin"), self.header("Referer"))
             raise HTTPError(403, "CROSS_SITE_REQUEST_FORBIDDEN")
@@ -182,13 +197,13 @@ class ActionRoutes:
 
     def form_action(self) -> None:
         """An action posted by a page's form (JavaScript off): confirm, act, redirect back."""
+        form = parse_qs(self.read_body(MAX_BODY).decode("utf-8", "replace"), keep_blank_values=True)
+        field = lambda k: (form.get(k) or [""])[0]  # noqa: E731
         try:
-            self.require_action_allowed()
+            self.require_action_allowed(field("csrf_token"))
         except HTTPError as e:
             self.send_html(403, "error.html", {"title": "Forbidden", "error": e.message})
             return
-        form = parse_qs(self.read_body(MAX_BODY).decode("utf-8", "replace"), keep_blank_values=True)
-        field = lambda k: (form.get(k) or [""])[0]  # noqa: E731
         action = field("action")
         topic = self.params.get("topic") or field("topic")
         channel = self.params.get("channel") or field("channel")
@@ -214,6 +229,15 @@ class ActionRoutes:
             return
         target = back + ("?" + urlencode({"message": maybe_warn(messages)}) if messages else "")
         self._send(303, b"", None, nsq_header=False, location=target)
+
+
+def _netloc(netloc: str, scheme: str = "") -> str:
+    """host[:port] lower-cased, without the scheme's default port."""
+    netloc = netloc.lower()
+    for default, port in (("http", ":80"), ("https", ":443")):
+        if netloc.endswith(port) and scheme in ("", default):
+            return netloc[: -len(port)]
+    return netloc
 
 
 def decode_struct(data: bytes, fields: Tuple[str, ...]) -> Dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import socket
 import threading
 from typing import Any, Dict, Optional, Tuple
@@ -62,6 +63,7 @@ class NSQAdmin:
         self._opts = opts
         self._opts_lock = threading.Lock()  # serializes set_options
         self.hostname = default_hostname()
+        self.csrf_secret = secrets.token_bytes(32)  # keys the pages' action token (actions.py)
         self.client = HTTPClient(opts.http_client_connect_timeout, opts.http_client_request_timeout,
                                  verify=opts.tls_verify, cert=opts.tls_cert)
         self.ci = ClusterInfo(self.client)

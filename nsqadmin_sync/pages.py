@@ -51,6 +51,7 @@ def render(h: "NSQAdminHandler", name: str, context: Dict[str, Any], flash: str 
     ctx.setdefault("messages", [])
     ctx.setdefault("error", "")
     ctx.update(base=link(h), static=link(h, "static"), is_admin=h.is_admin(), version=__version__,
+               csrf_token=h.csrf_token(),
                flash=flash, graphite=bool(h.admin.opts.graphite_url))
     ctx["nav"] = [{"id": key, "label": label, "href": link(h, path) if path else link(h),
                    "active": ctx.get("section") == key} for key, label, path in NAV]

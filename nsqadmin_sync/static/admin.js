@@ -21,6 +21,8 @@
 
   function callApi(method, url, payload) {
     var init = {method: method, credentials: 'same-origin', headers: {'Accept': 'application/json'}};
+    var token = document.querySelector('meta[name="nsqadmin-token"]');
+    if (token && method !== 'GET') { init.headers['X-NSQAdmin-Token'] = token.getAttribute('content'); }
     if (payload !== null) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(payload);

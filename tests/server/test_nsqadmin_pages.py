@@ -38,6 +38,10 @@ def get(admin, path, **kw):
     return requests.get(admin_url(admin, path), timeout=15, **kw)
 
 
+def page_token(text):
+    return re.search(r'<meta name="nsqadmin-token" content="([0-9a-f]+)">', text).group(1)
+
+
 def test_pages_carry_their_data_without_javascript(cluster):
     cluster.make_topic("pg_data", ["pgch1", "pgch2"], messages=2)
     a = cluster.admin_proc
@@ -125,6 +129,21 @@ def test_cross_site_requests_are_refused(cluster):
     assert r.status_code == 200
     assert all(cluster.node_topic(n, "pg_csrf")["paused"] for n in cluster.nodes)
 
+    # behind a proxy that rewrites Host, the page's token vouches for the request
+    token = page_token(get(a, "/topics/pg_csrf").text)
+    proxied = {"Origin": "http://nsqadmin.example.com"}
+    r = requests.post(url, json={"action": "unpause"}, headers=dict(proxied, **{"X-NSQAdmin-Token": "0" * 40}),
+                      timeout=15)
+    assert r.status_code == 403
+    r = requests.post(url, json={"action": "unpause"}, headers=dict(proxied, **{"X-NSQAdmin-Token": token}),
+                      timeout=15)
+    assert r.status_code == 200
+    form = {"action": "pause", "confirm": "1", "csrf_token": token}
+    r = requests.post(admin_url(a, "/topics/pg_csrf"), data=form,
+                      headers=proxied, timeout=15, allow_redirects=False)
+    assert r.status_code == 303
+    assert all(cluster.node_topic(n, "pg_csrf")["paused"] for n in cluster.nodes)
+
 
 def test_forms_confirm_then_act_without_javascript(cluster):
     cluster.make_topic("pg_form", ["c1"], messages=1)
@@ -190,6 +209,14 @@ def test_admin_users_only_may_act(cluster):
         alice = {"X-Remote-User": "alice"}
         page = requests.get(admin_url(admin, "/topics/pg_acl"), headers=alice, timeout=15).text
         assert 'id="read-only"' not in page and 'data-action="pause"' in page
+        # a token is bound to its user: mallory's cannot vouch for a cross-site request as alice
+        mallory_token = page_token(requests.get(admin_url(admin, "/topics/pg_acl"),
+                                                headers={"X-Remote-User": "mallory"}, timeout=15).text)
+        assert mallory_token != page_token(page)
+        r = requests.post(url, json={"action": "pause"}, timeout=15,
+                          headers=dict(alice, Origin="http://evil.example", **{"X-NSQAdmin-Token": mallory_token}))
+        assert r.status_code == 403
+        assert not any(cluster.node_topic(n, "pg_acl")["paused"] for n in cluster.nodes)
         r = requests.post(url, json={"action": "pause"}, headers=alice, timeout=15)
         assert r.status_code == 200
         assert all(cluster.node_topic(n, "pg_acl")["paused"] for n in cluster.nodes)
