@@ -150,12 +150,7 @@ class HandlingMixin:
                 pending: Dict[ConsumerConn, List[bytes]]) -> None:
         """Queue a worker's FIN/REQ to be written with the rest of its batch."""
         msg._responded = True
-        cmd = self._command_for(msg, success, delay_ms)
-        cmds = pending.get(msg._conn)
-        if cmds is None:
-            pending[msg._conn] = [cmd]
-        else:
-            cmds.append(cmd)
+        _add_command(pending, msg, self._command_for(msg, success, delay_ms))
         self._backoff_signal(True if success else (False if backoff else None))
 
     def _flush(self, pending: Dict[ConsumerConn, List[bytes]]) -> None:
@@ -220,12 +215,7 @@ class HandlingMixin:
             return
         pending: Dict[ConsumerConn, List[bytes]] = {}
         for msg in todo:
-            cmd = self._command_for(msg, success, delay_ms)
-            cmds = pending.get(msg._conn)
-            if cmds is None:
-                pending[msg._conn] = [cmd]
-            else:
-                cmds.append(cmd)
+            _add_command(pending, msg, self._command_for(msg, success, delay_ms))
         self._flush(pending)
         self._backoff_signal(True if success else (False if backoff else None))
 
@@ -238,3 +228,12 @@ class HandlingMixin:
             cc.conn.send(b"TOUCH " + msg.id + b"\n")
         except NSQConnectionError as e:
             logger.debug("[%s] TOUCH to %s lost: %s", self.name, cc.address, e)
+
+
+def _add_command(pending: Dict["ConsumerConn", List[bytes]], msg: Message, cmd: bytes) -> None:
+    """Queue cmd on msg's connection, to be written with the rest of the batch."""
+    cmds = pending.get(msg._conn)  # type: ignore[arg-type]
+    if cmds is None:
+        pending[msg._conn] = [cmd]  # type: ignore[index]
+    else:
+        cmds.append(cmd)
