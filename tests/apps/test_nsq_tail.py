@@ -92,3 +92,30 @@ def test_version():
     r = run_tool("nsq_tail", "--version")
     assert r.returncode == 0
     assert re.fullmatch(rb"nsq_tail v1\.3\.0-sync \(built w/python3\.\d+\.\d+\)\n", r.stdout)
+
+
+def test_stdout_gone_requeues_the_batch_and_exits_1(nsqd, topic):
+    import subprocess
+
+    from tests.apps.conftest import tool_argv
+
+    proc = subprocess.Popen(tool_argv("nsq_tail", ["--topic=" + topic, "--channel=c",
+                                                   "--nsqd-tcp-address=" + nsqd.tcp_address]),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdout.close()  # nobody reads: the first write fails with EPIPE
+        wait_for(lambda: channel_stats(nsqd, topic, "c").get("client_count") == 1, timeout=20,
+                 message="nsq_tail subscribed")
+        publish(nsqd, topic, [b"a", b"b", b"c"])
+        assert proc.wait(30) == 1
+        err = proc.stderr.read().decode()
+        assert "failed to write to stdout" in err and "Traceback" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stderr.close()
+    # nothing was FIN'd: all three are back in the channel for the next reader
+    c = wait_for(lambda: (lambda c: c if c.get("in_flight_count") == 0 else None)(channel_stats(nsqd, topic, "c")),
+                 message="nothing in flight")
+    assert c["depth"] == 3
