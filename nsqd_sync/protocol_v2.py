@@ -50,7 +50,7 @@ class ProtocolNode(ClientNode, Protocol):
     def publish_one(self, *args: Any, **kwargs: Any) -> Any: ...
 
 RECV_SIZE = 64 * 1024  # below glibc's mmap threshold (128 KB): no mmap/munmap per read
-MAX_LINE = 64 * 1024  # NSQ reads command lines through a bufio.Reader of this order
+MAX_LINE = 16 * 1024  # NSQ reads command lines through a 16 KiB bufio.Reader: a longer line ends the connection
 _FIN_LINE = 21  # b"FIN " + 16-byte id + b"\n"
 
 _unpack_int32 = struct.Struct(">i").unpack_from
@@ -58,10 +58,15 @@ _BODY_COMMANDS = frozenset((b"IDENTIFY", b"PUB", b"MPUB", b"DPUB", b"AUTH"))
 
 
 def _parse_int(raw: bytes) -> int:
-    """NSQ's ByteToBase10: decimal digits only."""
+    """NSQ's ByteToBase10: decimal digits only, into a uint64 (wrapping as Go's arithmetic does)."""
     if not raw or not raw.isdigit():
         raise ValueError(raw)
-    return int(raw)
+    return int(raw) % (1 << 64)
+
+
+def _int64(n: int) -> int:
+    """Go's int64(uint64): the same 64 bits read as signed."""
+    return n - (1 << 64) if n >= 1 << 63 else n
 
 
 class ProtocolV2:
@@ -120,8 +125,9 @@ class ProtocolV2:
                     del pending[:consumed]
                 elif consumed < len(work):
                     pending = bytearray(work[consumed:])
-                if len(pending) > MAX_LINE and pending.find(b"\n") < 0:
-                    self._send_error(fatal("E_INVALID", "command line too long"))
+                if len(pending) >= MAX_LINE and pending.find(b"\n") < 0:
+                    # nsqd 1.3.0: ReadSlice fails with a full buffer; no error frame, just the close
+                    reason = "failed to read command - bufio: buffer full"
                     break
         except Exception:  # noqa: BLE001 - one client's bug must not take the node down
             log.exception("PROTOCOL(V2): [%s] unexpected error", client.remote_address)
@@ -294,7 +300,7 @@ class ProtocolV2:
         count = 1
         if len(params) > 1:
             try:
-                count = _parse_int(params[1])
+                count = _int64(_parse_int(params[1]))
             except ValueError:
                 raise fatal("E_INVALID", "RDY could not parse count %s"
                             % params[1].decode("utf-8", "replace")) from None

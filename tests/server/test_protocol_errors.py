@@ -160,6 +160,11 @@ FATAL_CASES = [
     ("rdy-text", b"SUB t c\nRDY x\n", [OK], "E_INVALID RDY could not parse count x"),
     ("rdy-negative", b"SUB t c\nRDY -1\n", [OK], "E_INVALID RDY could not parse count -1"),
     ("rdy-over-max", b"SUB t c\nRDY 2501\n", [OK], "E_INVALID RDY count 2501 out of range 0-2500"),
+    # nsqd 1.3.0 parses into a uint64 that wraps, then reads it as int64 (same text from the real binary)
+    ("rdy-past-uint64", b"SUB t c\nRDY 99999999999999999999\n", [OK],
+     "E_INVALID RDY count 7766279631452241919 out of range 0-2500"),
+    ("rdy-int64-negative", b"SUB t c\nRDY 9223372036854775808\n", [OK],
+     "E_INVALID RDY count -9223372036854775808 out of range 0-2500"),
     # ---- FIN / REQ / TOUCH: malformed commands are fatal
     ("fin-before-sub", ("FIN %s\n" % ZERO_ID).encode(), [], "E_INVALID cannot FIN in current state"),
     ("fin-no-id", b"SUB t c\nFIN\n", [OK], "E_INVALID FIN insufficient number of params"),
@@ -370,3 +375,17 @@ def test_sub_beyond_max_channel_consumers_is_sub_failed(nsqd_factory, conns):
         return c.next_frame() == OK
 
     wait_for(room, timeout=10, message="a free consumer slot")
+
+
+@pytest.mark.parametrize("length", [16384, 70000])
+def test_command_line_past_16k_is_closed_without_a_frame(shared_nsqd, conns, length):
+    """nsqd 1.3.0 reads lines through a 16 KiB bufio.Reader: a full buffer ends the connection, no frame."""
+    conn = conns(shared_nsqd)
+    conn.send_raw(b"X" * length)
+    conn.assert_closed()
+
+
+def test_command_line_of_16383_bytes_is_still_read(shared_nsqd, conns):
+    conn = conns(shared_nsqd)
+    conn.send_raw(b"X" * 16383 + b"\n")
+    conn.expect_error("E_INVALID invalid command " + "X" * 16383, fatal=True)
