@@ -2,31 +2,46 @@
 
 A thread, `nsqadmin-trends`, asks every node for `/stats` each
 --trend-interval (through ClusterInfo, so in parallel and with timeouts)
-and keeps, per topic and per topic:channel (summed over nodes), a ring of
-(time, depth, message_count) samples covering one hour.  The number of
-series is capped and series not seen for an hour are dropped, so memory is
-bounded however the cluster changes.  `sparkline()` draws a series as a
-small inline SVG.
+and keeps, per topic and per topic:channel (summed over nodes), the depth
+and message count of every pass of the last hour.  Storage is compact: one
+ring of pass times shared by all series, and per series two fixed `array`s
+of 64-bit integers (8 bytes a value: 11.5 KB per series at the default 5s);
+at most MAX_SERIES series are kept and a series not seen for an hour is
+dropped, so memory is bounded (about 58 MB at the cap) however the cluster
+changes.  `sparkline()` draws a series as a small inline SVG.
 """
 from __future__ import annotations
 
-import collections
 import html
 import logging
 import threading
 import time
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from array import array
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .render import Markup
 
 log = logging.getLogger(__name__)
 
 WINDOW = 3600.0  # seconds of history kept
-MAX_SERIES = 20000
+MAX_SERIES = 5000
+MISSING = -1  # a pass in which a series was not seen
 
 Sample = Tuple[float, int, int]  # (unix time, depth, message_count)
 #: one sampling pass: {"topic" or "topic:channel": (depth, message_count)}
 Collect = Callable[[], Dict[str, Tuple[int, int]]]
+
+
+class _Series:
+    """One topic's or channel's ring of (depth, message_count), indexed by pass number."""
+
+    __slots__ = ("depth", "count", "first", "last")
+
+    def __init__(self, size: int, first: int) -> None:
+        self.depth = array("q", [MISSING]) * size
+        self.count = array("q", [0]) * size
+        self.first = first  # pass number of the first sample
+        self.last = first  # pass number of the latest sample
 
 
 class Trends:
@@ -36,8 +51,10 @@ class Trends:
         self.collect = collect
         self.interval = interval
         self.maxlen = max(2, int(WINDOW / interval) + 1)
-        self._series: Dict[str, Deque[Sample]] = {}
-        self._lock = threading.Lock()  # guards _series
+        self._times = array("d", [0.0]) * self.maxlen  # pass number % maxlen -> unix time
+        self._passes = 0  # passes recorded so far
+        self._series: Dict[str, _Series] = {}
+        self._lock = threading.Lock()  # guards _times, _passes, _series
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -62,20 +79,39 @@ class Trends:
     def record(self, values: Dict[str, Tuple[int, int]], now: float) -> None:
         """Add one pass of samples taken at `now`."""
         with self._lock:
+            p = self._passes
+            self._passes += 1
+            slot = p % self.maxlen
+            self._times[slot] = now
+            for key, series in self._series.items():
+                if key not in values:
+                    series.depth[slot] = MISSING
             for key, (depth, count) in values.items():
                 series = self._series.get(key)
                 if series is None:
                     if len(self._series) >= MAX_SERIES:
                         continue
-                    series = self._series[key] = collections.deque(maxlen=self.maxlen)
-                series.append((now, depth, count))
-            stale = [k for k, s in self._series.items() if s and now - s[-1][0] > WINDOW]
+                    series = self._series[key] = _Series(self.maxlen, p)
+                series.depth[slot] = max(0, depth)
+                series.count[slot] = max(0, count)
+                series.last = p
+            stale = [k for k, s in self._series.items() if p - s.last >= self.maxlen]
             for key in stale:
                 del self._series[key]
 
     def samples(self, key: str) -> List[Sample]:
+        """(time, depth, message_count) of the series' passes in the window, oldest first."""
         with self._lock:
-            return list(self._series.get(key, ()))
+            series = self._series.get(key)
+            if series is None:
+                return []
+            newest = self._passes - 1
+            out = []
+            for q in range(max(series.first, newest - self.maxlen + 1), newest + 1):
+                slot = q % self.maxlen
+                if series.depth[slot] != MISSING:
+                    out.append((self._times[slot], series.depth[slot], series.count[slot]))
+            return out
 
     def rates(self, key: str) -> List[Tuple[float, float]]:
         """(time, messages per second) between consecutive samples."""
@@ -87,12 +123,17 @@ class Trends:
         return out
 
     def current_rate(self, key: str) -> Optional[float]:
-        """Messages per second between the last two samples (None before two)."""
+        """Messages per second between the series' last two passes (None before two)."""
         with self._lock:
             series = self._series.get(key)
-            if series is None or len(series) < 2:
+            newest = self._passes - 1
+            if series is None or series.last != newest or newest - 1 < series.first:
                 return None
-            (t0, _, c0), (t1, _, c1) = series[-2], series[-1]
+            a, b = (newest - 1) % self.maxlen, newest % self.maxlen
+            if series.depth[a] == MISSING:
+                return None
+            t0, t1 = self._times[a], self._times[b]
+            c0, c1 = series.count[a], series.count[b]
         return max(0, c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
     def depths(self, key: str) -> List[Tuple[float, float]]:

@@ -145,16 +145,32 @@ def test_trends_rates_sparklines_and_bounds():
     assert t.maxlen == 361
     for i in range(400):
         t.record({"top": (i, i * 50), "top:ch": (0, 0)}, 1000.0 + i * 10)
-    assert len(t.samples("top")) == 361  # one hour at 10 s
+    samples = t.samples("top")
+    assert len(samples) == 361  # one hour at 10 s
+    assert samples[0] == (1000.0 + 39 * 10, 39, 39 * 50) and samples[-1] == (1000.0 + 399 * 10, 399, 399 * 50)
     assert t.current_rate("top") == 5.0 and t.current_rate("top:ch") == 0.0
-    assert t.current_rate("nothing") is None
+    assert t.rates("top")[-1] == (1000.0 + 399 * 10, 5.0) and len(t.rates("top")) == 360
+    assert t.current_rate("nothing") is None and t.samples("nothing") == []
     t.record({"top": (0, 0)}, 1000.0 + 400 * 10)  # counter reset: rate 0, never negative
     assert t.current_rate("top") == 0.0
-    t.record({"other": (1, 1)}, 1000.0 + 400 * 10 + 3601)
-    assert t.samples("top") == [] and t.samples("other")  # unseen for an hour: dropped
-    svg = sparkline(t.depths("top:ch") or [(0, 1), (1, 2)], "depth <x>", 'd"')
+    assert t.current_rate("top:ch") is None  # not seen in the last pass
+    assert t.samples("top:ch")[-1][0] == 1000.0 + 399 * 10  # the gap is skipped, not zero
+    for i in range(361):
+        t.record({"other": (1, 1)}, 1000.0 + (401 + i) * 10)
+    assert t.samples("top") == [] and "top" not in t._series  # unseen for an hour: dropped
+    assert len(t.samples("other")) == 361
+    svg = sparkline(t.depths("other") or [(0, 1), (1, 2)], "depth <x>", 'd"')
     assert svg.startswith('<svg class="sparkline" data-series="d&quot;"') and "<x>" not in svg
     assert "collecting" in sparkline([(0, 1)], "depth", "depth")
+
+
+def test_trends_first_samples_and_a_new_series():
+    t = Trends(lambda: {}, interval=5.0)
+    t.record({"a": (3, 10)}, 100.0)
+    assert t.samples("a") == [(100.0, 3, 10)] and t.current_rate("a") is None
+    t.record({"a": (4, 30), "b": (1, 1)}, 105.0)
+    assert t.current_rate("a") == 4.0 and t.current_rate("b") is None
+    assert t.samples("b") == [(105.0, 1, 1)]
 
 
 def test_trends_cap_the_number_of_series():
