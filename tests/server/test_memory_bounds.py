@@ -40,3 +40,24 @@ def test_deferred_messages_waiting_for_a_channel_are_bounded_by_mem_queue_size(n
              message="10 messages deferred on the channel")
     sub.close()
     pub.close()
+
+
+def test_a_stalled_partial_mpub_is_dropped_at_the_read_timeout(nsqd_factory):
+    """A client that stops in the middle of a 5 MB MPUB body holds its buffer only until it
+    misses two heartbeats (as NSQ's read deadline), then the connection and the buffer go;
+    others are served meanwhile."""
+    import struct
+
+    from tests.helpers import RawConn
+
+    node = nsqd_factory()
+    stalled = RawConn(node.tcp_port, timeout=30)
+    stalled.identify(heartbeat_interval=1000)
+    size = 5 * 1024 * 1024
+    stalled.send_raw(b"MPUB t\n" + struct.pack(">i", size) + b"\x00" * (size // 2))
+    other = CommandConn(node.tcp_port)
+    other.pub("t", b"served meanwhile")
+    stalled.expect_closed(timeout=15)
+    wait_for(lambda: "missed heartbeats" in node.log_text(), message="the stalled client closed for its timeout")
+    other.pub("t", b"still served")
+    other.close()
