@@ -82,6 +82,7 @@ class NodeProcess:
         self._owner_pid = os.getpid()
         self._lines_lock = threading.Lock()
         self._ready = threading.Event()
+        self._open_streams = 2  # stdout and stderr, each drained by a thread
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=new_session)
         _LIVE.add(self)
@@ -144,7 +145,10 @@ class NodeProcess:
         finally:
             if log:
                 log.close()
-            self._ready.set()  # exited: wake wait_started()
+            with self._lines_lock:
+                self._open_streams -= 1
+                if self._open_streams == 0:
+                    self._ready.set()  # the process closed its output (exited): wake wait_started()
 
     # ------------------------------------------------------------ addresses
 
