@@ -12,9 +12,11 @@ Threads (all named after the subscription, all stopped by `stop()`):
                                               lookupd, ends backoff blocks,
                                               rotates RDY
 
-This module holds the lifecycle, the manager and the readers; RDY and
-backoff are in flow.py (FlowControlMixin), the work queue, workers and
-FIN/REQ answers in handling.py (HandlingMixin).
+The Consumer is composed of collaborators it owns: one `Connection` per
+nsqd (connection.py) with its state (`ConsumerConn`, conn_state.py), the
+flow control (`FlowControl`, flow.py: RDY and backoff) and the handler pool
+(`HandlerPool`, handling.py: the work queue, workers and FIN/REQ answers).
+This module holds the lifecycle, the manager and the readers.
 
 Locks: `Consumer._lock` (connections, RDY, backoff) may be held while a
 connection's write lock is taken (RDY is sent under it, so RDY changes stay
@@ -23,7 +25,6 @@ are leaves: nothing else is taken while holding them.
 """
 from __future__ import annotations
 
-import collections
 import logging
 import random
 import ssl
@@ -34,8 +35,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 from .. import wire
 from .connection import NOP, Connection, identify_fields
 from .errors import NSQConnectionError, NSQError, error_from_frame, is_fatal
-from .flow import FlowControlMixin
-from .handling import MAX_BATCH, HandlingMixin, _WorkQueue
+from .flow import FlowControl
+from .handling import MAX_BATCH, HandlerPool
 from .lookup import lookup_nsqd_addresses
 from .conn_state import ConsumerConn
 from .message import Message
@@ -68,7 +69,7 @@ def _addresses(value: Union[str, Iterable[str], None]) -> List[str]:
     return list(value)
 
 
-class Consumer(FlowControlMixin, HandlingMixin):
+class Consumer:
     """Consume `topic`/`channel` with `handler(message)`.
 
     Give nsqd TCP addresses (`host:port`), lookupd HTTP addresses, or both.
@@ -112,24 +113,14 @@ class Consumer(FlowControlMixin, HandlingMixin):
             raise ValueError("concurrency must be >= 1")
         self.topic = topic
         self.channel = channel
-        self.handler = handler
-        self.giveup_handler = giveup_handler
-        self.after_batch = after_batch
-        self.max_in_flight = int(max_in_flight)
-        self.max_attempts = int(max_attempts)
         self.concurrency = int(concurrency)
         self.lookupd_http_addresses = _addresses(lookupd_http_addresses)
         self.lookupd_poll_interval = float(lookupd_poll_interval)
         self.lookupd_poll_jitter = float(lookupd_poll_jitter)
         self.lookupd_request_timeout = float(lookupd_request_timeout)
-        self.requeue_delay = float(requeue_delay)
-        self.max_requeue_delay = float(max_requeue_delay)
-        self.backoff_multiplier = float(backoff_multiplier)
-        self.max_backoff_duration = float(max_backoff_duration)
         self.reconnect_interval = float(reconnect_interval)
         self.max_reconnect_interval = float(max_reconnect_interval)
         self.rdy_redistribute_interval = float(rdy_redistribute_interval)
-        self.low_rdy_idle_timeout = float(low_rdy_idle_timeout)
         self.connect_timeout = float(connect_timeout)
         hb = heartbeat_interval if heartbeat_interval is not None else 30.0
         self.read_timeout = float(read_timeout) if read_timeout is not None else max(2 * hb, 1.0) + 5.0
@@ -144,26 +135,28 @@ class Consumer(FlowControlMixin, HandlingMixin):
 
         self.name = "%s/%s" % (topic, channel)
         self._lock = threading.Lock()
-        self._respond_lock = threading.Lock()
         self._idle = threading.Condition(threading.Lock())
         self._wake = threading.Event()
         self._done = threading.Event()
-        self._queue = _WorkQueue()
         self._conns: Dict[str, ConsumerConn] = {}
         self._direct: List[str] = []
         self._discovered: Set[str] = set()
         self._reconnects: Dict[str, List[float]] = {}  # address -> [when, interval]
-        self._workers: List[threading.Thread] = []
         self._manager: Optional[threading.Thread] = None
         self._started = False
         self._stopping = False
-        self._abandon = False
-        self._backoff_counter = 0
-        self._backoff_resume_at: Optional[float] = None
-        self._batch_size = max(1, min(MAX_BATCH, self.max_in_flight // self.concurrency or 1))
-        # counters: received, finished, requeued, given_up, backoffs, errors (non-fatal error frames)
-        self.stats: Dict[str, int] = collections.Counter()
-        self._stats_lock = threading.Lock()
+        # the collaborators: handler pool (workers, answers, counters) and flow control (RDY, backoff)
+        self._pool = HandlerPool(
+            self.name, handler, giveup_handler=giveup_handler, after_batch=after_batch,
+            max_attempts=int(max_attempts), requeue_delay=float(requeue_delay),
+            max_requeue_delay=float(max_requeue_delay), concurrency=self.concurrency,
+            batch_size=max(1, min(MAX_BATCH, int(max_in_flight) // self.concurrency or 1)),
+            backoff_signal=self._backoff_signal)
+        self._flow = FlowControl(
+            self.name, self._lock, self._conns, max_in_flight=int(max_in_flight),
+            backoff_multiplier=float(backoff_multiplier), max_backoff_duration=float(max_backoff_duration),
+            low_rdy_idle_timeout=float(low_rdy_idle_timeout), count=self._pool.count, wake=self._wake)
+        self.stats = self._pool.stats
         for addr in _addresses(nsqd_tcp_addresses):
             self._add_direct(addr)
 
@@ -180,11 +173,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
             if self._stopping:
                 raise RuntimeError("a stopped Consumer cannot be started again")
             self._started = True
-        for i in range(self.concurrency):
-            t = threading.Thread(target=self._worker_loop, name="nsq-consumer-%s-worker-%d" % (self.name, i),
-                                 daemon=True)
-            self._workers.append(t)
-            t.start()
+        self._pool.start()
         self._manager = threading.Thread(target=self._manager_loop, name="nsq-consumer-%s-manager" % self.name,
                                          daemon=True)
         self._manager.start()
@@ -223,6 +212,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
             else:
                 already = False
                 self._stopping = True
+                self._flow.stopping = True
         if already:
             if not self._is_own_thread():
                 self._done.wait(timeout)
@@ -262,10 +252,14 @@ class Consumer(FlowControlMixin, HandlingMixin):
 
     @property
     def backoff_counter(self) -> int:
-        return self._backoff_counter
+        return self._flow.backoff_counter
 
     def in_backoff(self) -> bool:
-        return self._backoff_counter > 0 or self._backoff_resume_at is not None
+        return self._flow.in_backoff()
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._flow.max_in_flight
 
     def is_starved(self) -> bool:
         """True when some connection has (nearly) as many messages in flight as its RDY:
@@ -278,8 +272,8 @@ class Consumer(FlowControlMixin, HandlingMixin):
         if max_in_flight < 0:
             raise ValueError("max_in_flight must be >= 0")
         with self._lock:
-            self.max_in_flight = int(max_in_flight)
-            self._rebalance_locked()
+            self._flow.max_in_flight = int(max_in_flight)
+            self._flow.rebalance_locked()
 
     # ------------------------------------------------------------ manager thread
 
@@ -329,18 +323,18 @@ class Consumer(FlowControlMixin, HandlingMixin):
             self._poll_lookupd()
         self._connect_due()
         with self._lock:
-            resume_at = self._backoff_resume_at
+            resume_at = self._flow.backoff_resume_at
             if resume_at is not None and time.monotonic() >= resume_at:
-                self._resume_locked()
+                self._flow.resume_locked()
             now = time.monotonic()
             if now >= timers.next_redistribute:
                 timers.next_redistribute = now + self.rdy_redistribute_interval
-                self._redistribute_locked()
+                self._flow.redistribute_locked()
             deadlines = [timers.next_redistribute]
             if timers.next_poll is not None:
                 deadlines.append(timers.next_poll)
-            if self._backoff_resume_at is not None:
-                deadlines.append(self._backoff_resume_at)
+            if self._flow.backoff_resume_at is not None:
+                deadlines.append(self._flow.backoff_resume_at)
             deadlines.extend(when for when, _ in self._reconnects.values())
         return min(deadlines) - time.monotonic()
 
@@ -420,13 +414,14 @@ class Consumer(FlowControlMixin, HandlingMixin):
             cc.reader = threading.Thread(target=self._reader_loop, args=(cc,),
                                          name="nsq-consumer-%s-%s" % (self.name, address), daemon=True)
             cc.reader.start()
-            self._rebalance_locked()
+            self._flow.rebalance_locked()
 
     # ------------------------------------------------------------ reader threads
 
     def _reader_loop(self, cc: ConsumerConn) -> None:
         conn = cc.conn
-        put_many = self._queue.put_many
+        put_many = self._pool.put_many
+        count = self._pool.count
         msg_type = wire.FRAME_TYPE_MESSAGE
         decode = wire.decode_message
         try:
@@ -446,13 +441,13 @@ class Consumer(FlowControlMixin, HandlingMixin):
                         err = error_from_frame(data)
                         if is_fatal(err):
                             raise err
-                        self._count("errors", 1)
+                        count("errors", 1)
                         logger.warning("[%s] nsqd %s: %s", self.name, cc.address, err)
                     else:
                         logger.warning("[%s] unknown frame type %d from %s", self.name, ftype, cc.address)
                 if msgs:
                     cc.received(len(msgs))
-                    self._count("received", len(msgs))
+                    count("received", len(msgs))
                     put_many(msgs)
         except NSQConnectionError as e:
             if not (cc.closing or self._stopping):
@@ -475,11 +470,7 @@ class Consumer(FlowControlMixin, HandlingMixin):
             if self._wanted(cc.address) and cc.address not in self._reconnects:
                 self._reconnects[cc.address] = [time.monotonic() + self.reconnect_interval,
                                                 min(self.reconnect_interval * 2, self.max_reconnect_interval)]
-            if self._backoff_resume_at is None and self._backoff_counter > 0 and not any(
-                    c.rdy for c in self._conns.values()):
-                # the test connection went away: test again on another one
-                self._backoff_resume_at = time.monotonic()
-            self._rebalance_locked()
+            self._flow.conn_closed_locked()
         self._wake.set()
         if self._stopping:
             self._notify_idle()
@@ -520,19 +511,8 @@ class Consumer(FlowControlMixin, HandlingMixin):
                         break
                     self._idle.wait(min(left, 0.1))
             # out of time: give back whatever is still waiting, then let workers exit
-            self._abandon = True
-            pending: Dict[ConsumerConn, List[bytes]] = {}
-            for msg in self._queue.take_all():
-                if not msg._conn.closed and not msg._responded:
-                    self._answer(msg, False, 0, False, pending)
-            self._flush(pending)
-            self._queue.close()
-            grace = max(1.0, deadline - time.monotonic())
-            for t in self._workers:
-                if t is not threading.current_thread():
-                    t.join(grace)
-                    if t.is_alive():
-                        logger.warning("[%s] worker %s still busy in the handler at stop", self.name, t.name)
+            self._pool.abandon()
+            self._pool.join(max(1.0, deadline - time.monotonic()))
             with self._lock:
                 conns = list(self._conns.values())
             for cc in conns:
@@ -546,3 +526,24 @@ class Consumer(FlowControlMixin, HandlingMixin):
             logger.info("[%s] stopped", self.name)
         finally:
             self._done.set()
+
+    # ------------------------------------------------------------ answers (the handler pool's)
+
+    def _backoff_signal(self, success: Optional[bool]) -> None:
+        self._flow.backoff_signal(success)
+
+    def respond_message(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool) -> None:
+        """Message.finish()/requeue(): answer right away (see HandlerPool.respond_message)."""
+        self._pool.respond_message(msg, success, delay_ms, backoff)
+
+    def touch_message(self, msg: Message) -> None:
+        """Message.touch(): TOUCH it on its connection."""
+        self._pool.touch_message(msg)
+
+    def finish_many(self, msgs: List[Message]) -> None:
+        """FIN messages answered later (`enable_async()`), one write per connection."""
+        self._pool.finish_many(msgs)
+
+    def requeue_many(self, msgs: List[Message], delay_ms: Optional[int] = None, backoff: bool = True) -> None:
+        """REQ messages answered later, one write per connection (see `Message.requeue`)."""
+        self._pool.requeue_many(msgs, delay_ms, backoff)

@@ -5,8 +5,10 @@ each worker takes a batch, calls the handler per message and collects the
 FIN/REQ answers per connection, writing them with one `send` per connection
 when the batch is done (or every FLUSH_INTERVAL for a slow batch).
 Answers from user code (`Message.finish()` etc., e.g. after
-`enable_async()`) are written at once.  `HandlingMixin` is a mixin of
-Consumer.
+`enable_async()`) are written at once.  `HandlerPool` is the Consumer's
+collaborator for all of this: it owns the work queue, the worker threads and
+the counters; it tells the Consumer's flow control about each answer through
+the `backoff_signal` callback it is given.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import collections
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Deque, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional
 
 from .errors import NSQConnectionError
 from .message import Message
@@ -71,8 +73,62 @@ class _WorkQueue:
         return len(self.items)
 
 
-class HandlingMixin:
-    """Workers and answers; expects the Consumer's attributes."""
+class HandlerPool:
+    """The work queue, the worker threads that call the handler, and the FIN/REQ answers."""
+
+    def __init__(self, name: str, handler: Callable[[Message], Optional[bool]], *,
+                 giveup_handler: Optional[Callable[[Message], None]], after_batch: Optional[Callable[[], None]],
+                 max_attempts: int, requeue_delay: float, max_requeue_delay: float, concurrency: int,
+                 batch_size: int, backoff_signal: Callable[[Optional[bool]], None]) -> None:
+        self.name = name
+        self.handler = handler
+        self.giveup_handler = giveup_handler
+        self.after_batch = after_batch
+        self.max_attempts = max_attempts
+        self.requeue_delay = requeue_delay
+        self.max_requeue_delay = max_requeue_delay
+        self.concurrency = concurrency
+        self._batch_size = batch_size
+        self._backoff_signal = backoff_signal
+        self._queue = _WorkQueue()
+        self._respond_lock = threading.Lock()
+        self._workers: List[threading.Thread] = []
+        self._abandon = False
+        # counters: received, finished, requeued, given_up, backoffs, errors (non-fatal error frames)
+        self.stats: Dict[str, int] = collections.Counter()
+        self._stats_lock = threading.Lock()
+
+    def start(self) -> None:
+        for i in range(self.concurrency):
+            t = threading.Thread(target=self._worker_loop, name="nsq-consumer-%s-worker-%d" % (self.name, i),
+                                 daemon=True)
+            self._workers.append(t)
+            t.start()
+
+    def put_many(self, msgs: List[Message]) -> None:
+        """Messages a reader received, for the workers."""
+        self._queue.put_many(msgs)
+
+    def abandon(self) -> None:
+        """Out of time at stop: REQ 0 what is still queued, then let the workers exit."""
+        self._abandon = True
+        pending: Dict[ConsumerConn, List[bytes]] = {}
+        for msg in self._queue.take_all():
+            if not msg._conn.closed and not msg._responded:
+                self._answer(msg, False, 0, False, pending)
+        self._flush(pending)
+        self._queue.close()
+
+    def join(self, grace: float) -> None:
+        for t in self._workers:
+            if t is not threading.current_thread():
+                t.join(grace)
+                if t.is_alive():
+                    logger.warning("[%s] worker %s still busy in the handler at stop", self.name, t.name)
+
+    def count(self, key: str, n: int) -> None:
+        with self._stats_lock:
+            self.stats[key] += n
 
     def _worker_loop(self) -> None:
         queue = self._queue
@@ -126,7 +182,7 @@ class HandlingMixin:
     def _give_up(self, msg: Message, pending: Dict[ConsumerConn, List[bytes]]) -> None:
         logger.warning("[%s] giving up on message %s after %d attempts", self.name,
                        msg.id.decode("ascii", "replace"), msg.attempts)
-        self._count("given_up", 1)
+        self.count("given_up", 1)
         if self.giveup_handler is not None:
             try:
                 self.giveup_handler(msg)
@@ -170,10 +226,6 @@ class HandlingMixin:
             self.stats["finished"] += fins
             self.stats["requeued"] += reqs
 
-    def _count(self, key: str, n: int) -> None:
-        with self._stats_lock:
-            self.stats[key] += n
-
     def respond_message(self, msg: Message, success: bool, delay_ms: Optional[int], backoff: bool) -> None:
         """Message.finish()/requeue() called by user code: answer right away."""
         with self._respond_lock:
@@ -189,7 +241,7 @@ class HandlingMixin:
             except NSQConnectionError as e:
                 logger.debug("[%s] answer to %s lost: %s", self.name, cc.address, e)
         cc.answered(1)
-        self._count("finished" if success else "requeued", 1)
+        self.count("finished" if success else "requeued", 1)
         self._backoff_signal(True if success else (False if backoff else None))
 
     def finish_many(self, msgs: List[Message]) -> None:

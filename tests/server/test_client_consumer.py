@@ -332,7 +332,7 @@ def test_manager_thread_survives_an_unexpected_error(start_nsqd, consumers, capl
     c = consumers("mgr_t", "ch", h, nsqd_tcp_addresses=[addr], reconnect_interval=0.1,
                   rdy_redistribute_interval=0.05)
     injected = threading.Event()
-    real_redistribute = c._redistribute_locked
+    real_redistribute = c._flow.redistribute_locked
 
     def failing_once() -> None:
         if not injected.is_set():
@@ -340,7 +340,7 @@ def test_manager_thread_survives_an_unexpected_error(start_nsqd, consumers, capl
             raise RuntimeError("injected manager failure")
         real_redistribute()
 
-    c._redistribute_locked = failing_once
+    c._flow.redistribute_locked = failing_once
     with caplog.at_level("ERROR", logger="nsqd_sync.client.consumer"):
         c.start()
         wait_for(injected.is_set, timeout=10, message="the injected failure")

@@ -7,7 +7,8 @@ from nsqd_sync import wire
 from nsqd_sync.client import errors
 from nsqd_sync.client.connection import split_address
 from nsqd_sync.client.conn_state import ConsumerConn
-from nsqd_sync.client.consumer import Consumer, _WorkQueue
+from nsqd_sync.client.consumer import Consumer
+from nsqd_sync.client.handling import _WorkQueue
 from nsqd_sync.client.lookup import lookup_url, parse_lookup
 from nsqd_sync.client.message import Message
 
@@ -158,23 +159,23 @@ def rdys(c: Consumer):
 def test_max_in_flight_split_over_connections():
     c = consumer_with(3, max_in_flight=100)
     with c._lock:
-        c._rebalance_locked()
+        c._flow.rebalance_locked()
     assert rdys(c) == [33, 33, 33]
     assert all(cc.conn.sent == [b"RDY 33\n"] for cc in c._conns.values())
     with c._lock:  # a connection goes away: the others get more
         del c._conns["h:0"]
-        c._rebalance_locked()
+        c._flow.rebalance_locked()
     assert rdys(c) == [50, 50]
 
 
 def test_fewer_slots_than_connections():
     c = consumer_with(5, max_in_flight=2, low_rdy_idle_timeout=0.0)
     with c._lock:
-        c._rebalance_locked()
+        c._flow.rebalance_locked()
     assert rdys(c) == [0, 0, 0, 1, 1]
     before = {a for a, cc in c._conns.items() if cc.rdy}
     with c._lock:
-        c._redistribute_locked()  # both are idle: RDY moves to other connections
+        c._flow.redistribute_locked()  # both are idle: RDY moves to other connections
     after = {a for a, cc in c._conns.items() if cc.rdy}
     assert len(after) == 2 and not before & after
     assert sum(rdys(c)) == 2
@@ -191,31 +192,31 @@ def test_max_in_flight_zero_pauses():
 def test_rdy_capped_by_max_rdy_count():
     c = consumer_with(1, max_in_flight=5000)
     with c._lock:
-        c._rebalance_locked()
+        c._flow.rebalance_locked()
     assert rdys(c) == [2500]
 
 
 def test_backoff_state_machine():
     c = consumer_with(2, max_in_flight=10, backoff_multiplier=1.0, max_backoff_duration=10.0)
     with c._lock:
-        c._rebalance_locked()
+        c._flow.rebalance_locked()
     assert rdys(c) == [5, 5]
     c._backoff_signal(False)  # failure: RDY 0 everywhere for 2 s
     assert c.backoff_counter == 1 and c.in_backoff() and rdys(c) == [0, 0]
     c._backoff_signal(True)  # results during the block don't count
     assert c.backoff_counter == 1
     with c._lock:
-        c._resume_locked()  # block over: test with RDY 1 on one connection
+        c._flow.resume_locked()  # block over: test with RDY 1 on one connection
     assert rdys(c) == [0, 1]
     c._backoff_signal(False)  # test failed: longer block
     assert c.backoff_counter == 2 and rdys(c) == [0, 0]
-    assert c._backoff_resume_at is not None
+    assert c._flow.backoff_resume_at is not None
     with c._lock:
-        c._resume_locked()
+        c._flow.resume_locked()
     c._backoff_signal(True)
     assert c.backoff_counter == 1 and rdys(c) == [0, 0]  # shorter block again
     with c._lock:
-        c._resume_locked()
+        c._flow.resume_locked()
     c._backoff_signal(True)
     assert c.backoff_counter == 0 and not c.in_backoff() and rdys(c) == [5, 5]
 
@@ -223,7 +224,7 @@ def test_backoff_state_machine():
 def test_backoff_counter_bounded_by_max_duration():
     c = consumer_with(1, max_in_flight=1, backoff_multiplier=1.0, max_backoff_duration=8.0)
     for _ in range(10):
-        c._backoff_resume_at = None
+        c._flow.backoff_resume_at = None
         c._backoff_signal(False)
     assert c.backoff_counter == 3  # 2**3 = 8 s is the longest allowed
     c2 = consumer_with(1, max_in_flight=1, max_backoff_duration=0)
@@ -233,9 +234,9 @@ def test_backoff_counter_bounded_by_max_duration():
 
 def test_requeue_delay_from_attempts():
     c = Consumer("t", "c", lambda m: None, requeue_delay=90, max_requeue_delay=900)
-    assert c._requeue_delay_ms(Message(b"0" * 16, b"", 0, 1)) == 90000
-    assert c._requeue_delay_ms(Message(b"0" * 16, b"", 0, 3)) == 270000
-    assert c._requeue_delay_ms(Message(b"0" * 16, b"", 0, 50)) == 900000
+    assert c._pool._requeue_delay_ms(Message(b"0" * 16, b"", 0, 1)) == 90000
+    assert c._pool._requeue_delay_ms(Message(b"0" * 16, b"", 0, 3)) == 270000
+    assert c._pool._requeue_delay_ms(Message(b"0" * 16, b"", 0, 50)) == 900000
 
 
 @pytest.mark.parametrize("kwargs", [
