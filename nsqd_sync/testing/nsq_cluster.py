@@ -30,6 +30,7 @@ import click
 
 from .. import flags, signals
 from ..addresses import join_host_port
+from ..durations import format_duration
 from ..flags import Flag, FlagError
 
 PROG = "nsq_cluster"
@@ -234,7 +235,7 @@ class LocalCluster:
         for group in (first, last):
             for p in stop_all(group, timeout):
                 fail("%s (pid %d) did not exit within %s of SIGTERM: killed"
-                     % (self.labels[id(p)], p.pid, flags.format_duration(timeout)))
+                     % (self.labels[id(p)], p.pid, format_duration(timeout)))
 
 
 def run(values: Dict[str, Any]) -> int:
