@@ -67,6 +67,7 @@ def _client():
         from ..http_client import HTTPClient
 
         _http = HTTPClient(connect_timeout=5.0, request_timeout=30.0)
+        _http.session.trust_env = False  # local nodes: never through an HTTP_PROXY of the environment
     return _http
 
 
