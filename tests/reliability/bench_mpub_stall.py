@@ -13,7 +13,6 @@ nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import struct
 import sys

@@ -15,7 +15,6 @@ import socket
 
 import pytest
 
-from nsqd_sync import wire
 from tests.helpers import CommandConn, NodeProcess, http_request, wait_for
 from tests.reliability.disk import FullableDisk
 from tests.reliability.load import LoadPublisher, check_recovered

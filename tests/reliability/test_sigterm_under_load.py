@@ -12,7 +12,7 @@ CI size: 1 round of >= 3,000 messages; ``--reliability-long``: 10 rounds of ~30,
 """
 from __future__ import annotations
 
-import shutil
+import os
 
 import pytest
 
@@ -57,7 +57,7 @@ def test_sigterm_under_load_loses_nothing(tmp_path, scale):
     totals = {"acked": 0, "in_flight": 0, "deferred": 0}
     for r in range(rounds):
         data = str(tmp_path / ("round%d" % r))
-        shutil.os.makedirs(data)
+        os.makedirs(data)
         state = _round(data, target)
         pubs, consumer = state["pubs"], state["consumer"]
         node = NodeProcess("nsqd", data_path=data, args=list(ARGS))
