@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional
 
