@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -176,6 +177,21 @@ def test_admin_times_our_nsqadmin_over_a_small_cluster(capsys):
     # our pages carry their data in the HTML: no API call is added to them
     assert "ours: index has its data in the HTML, topic has its data in the HTML" in out, out
     assert rows["topic page with its data"] == rows["GET /topics/:topic"]
+
+
+def test_admin_stops_its_cluster_when_nsqadmin_does_not_start():
+    failing = sys.executable + " -c 'raise SystemExit(3)'"
+    p = subprocess.run([sys.executable, "-m", "nsqd_sync.bench", "admin", "--nodes=1",
+                        "--topics=2", "--channels=1", "--nsqadmin-path=" + failing],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 1, p.stderr
+    assert "nsq_bench admin: error: nsqadmin-ours did not start" in p.stderr, p.stderr
+    m = re.search(r"cluster ready in \S+: lookupd (\S+), nodes (\S+)", p.stderr)
+    assert m, p.stderr
+    for addr in m.groups():  # every server it started is gone: nothing listens there any more
+        host, port = addr.rsplit(":", 1)
+        with pytest.raises(OSError):
+            socket.create_connection((host, int(port)), timeout=2).close()
 
 
 def _children(pid: int) -> List[int]:
