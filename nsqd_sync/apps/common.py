@@ -11,7 +11,7 @@ How a tool uses it (see nsq_tail.py for a complete one)::
         def check(self):                 # bad flag combinations: raise UsageError (one line, exit 2)
             common.require_sources(self.values)
         def start(self):                 # build consumers/producers, start threads; never blocks
-            self.consumer = common.make_consumer(self.values, topic, channel, handler).start()
+            self.consumer = common.make_consumer(self.values, PROG, topic, channel, handler).start()
         def stop(self):                  # SIGINT/SIGTERM or finish(): stop cleanly, requeue in-flight
             self.consumer.stop()
 
@@ -25,6 +25,12 @@ log format (nsqd_sync.logs), runs `check()` and `start()`, then waits with
 exits with the code (0 after a signal).  Work threads are started with
 `self.spawn(fn, name)`: an exception escaping one is logged and ends the
 tool with exit 1.
+
+A new tool is registered in `apps.TOOLS` (command -> module), gets a console
+script in setup.cfg and a man page man/TOOL.1 whose OPTIONS block is
+generated from FLAGS (`python -m nsqd_sync.flags nsqd_sync.apps.TOOL:FLAGS
+man/TOOL.1`); tests/unit/test_apps_flags.py checks that block and that every
+flag of the real 1.3.0 tool (its REAL_FLAGS entry) exists with its default.
 
 `--consumer-opt` / `--producer-opt` take go-nsq's `key,value` pairs; the
 keys that nsq-sync's client supports are in CLIENT_OPTIONS, mapped onto the
@@ -488,9 +494,4 @@ class App:
     def main(cls, argv: Optional[Sequence[str]] = None) -> None:
         """Console-script entry point (Go-style flags accepted)."""
         flags.run_command(cls.command(), cls.PROG, cls.FLAGS, argv)
-
-
-def man_options(flag_list: Sequence[Flag]) -> str:
-    """The OPTIONS block of man/TOOL.1 (same generator as man/nsqd.8)."""
-    return flags.roff_options(flag_list)
 
