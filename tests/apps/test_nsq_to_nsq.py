@@ -5,7 +5,7 @@ import json
 import socket
 
 from tests.apps.conftest import channel_stats, publish, run_tool, topic_stats
-from tests.helpers import NodeProcess, wait_for
+from tests.helpers import NodeProcess, http_request, wait_for
 
 
 def drained(node, topic, channel):
@@ -142,3 +142,23 @@ def test_bad_flags_are_one_line_and_exit_2():
         r = run_tool("nsq_to_nsq", *args, timeout=30)
         err = r.stderr.decode()
         assert r.returncode == 2 and err.count("\n") == 1 and text in err, (args, r.returncode, err)
+
+
+def test_via_lookupd(start_node, topic, start_tool):
+    lookupd = start_node("nsqlookupd")
+    src = start_node("nsqd", ["--lookupd-tcp-address=" + lookupd.tcp_address])
+    dst = start_node("nsqd")
+    bodies = [b"lk-%d" % i for i in range(50)]
+    publish(src, topic, bodies)
+    wait_for(lambda: topic in (lookupd_topics(lookupd) or []), timeout=30, message="topic registered")
+    tool = start_tool("nsq_to_nsq", "--topic=" + topic, "--lookupd-http-address=" + lookupd.http_address,
+                      "--destination-nsqd-tcp-address=" + dst.tcp_address)
+    wait_for(lambda: topic_stats(dst, topic).get("message_count", 0) >= 50, timeout=60, message="relayed")
+    wait_for(lambda: drained(src, topic, "nsq_to_nsq"), timeout=30, message="all FIN'd")
+    assert tool.stop() == 0, tool.stderr()
+    assert sorted(relayed(dst, topic)) == sorted(bodies)
+
+
+def lookupd_topics(lookupd):
+    status, body, _ = http_request(lookupd.http_port, "/topics")
+    return json.loads(body).get("topics") if status == 200 else None
