@@ -1,9 +1,12 @@
 """A seeded generator of hostile V2 protocol sessions (for test_protocol_fuzz).
 
 A session is the bytes one connection sends: a magic (usually the right
-one), then frames: well-formed commands with random arguments, commands
-with wrong sizes, counts, names and numbers, junk lines and binary noise,
-split at random points.  Session `i` of seed `s` is generated from
+one), then frames.  A fatal error ends a connection, so most frames are
+commands the node accepts in that session's state (IDENTIFY and SUB once,
+RDY/FIN/REQ/TOUCH after SUB, PUB/MPUB/DPUB with random bodies; FIN/REQ/TOUCH
+of unknown IDs are non-fatal errors) and every session ends with one
+hostile frame: commands with wrong sizes, counts, names and numbers, junk
+lines and binary noise.  The bytes are split at random points.  Session `i` of seed `s` is generated from
 `random.Random("%d/%d" % (s, i))` alone, so any session can be replayed on
 its own (`session_bytes(seed, i)`) whatever ran before it or beside it.
 
@@ -132,6 +135,53 @@ _WEIGHTS = [w for w, _ in _FRAMES]
 _MAKERS = [m for _, m in _FRAMES]
 
 
+def _valid_frame(r: random.Random, state: dict) -> bytes:
+    """A command the node accepts in this state (state: identified, subscribed)."""
+    choices = ["NOP", "PUB", "PUB", "MPUB", "DPUB"]
+    if not state["subscribed"]:
+        choices += ["SUB", "SUB"] + ([] if state["identified"] else ["IDENTIFY"])
+    else:
+        choices += ["RDY", "RDY", "FIN", "REQ", "TOUCH"]
+    kind = r.choice(choices)
+    topic = r.choice(TOPICS).encode()
+    if kind == "NOP":
+        return b"NOP\n"
+    if kind == "PUB":
+        return b"PUB %s\n" % topic + _exact(_small_body(r))
+    if kind == "MPUB":
+        return b"MPUB %s\n" % topic + _exact(wire.mpub_body([_small_body(r) for _ in range(r.randrange(1, 6))]))
+    if kind == "DPUB":
+        return b"DPUB %s %d\n" % (topic, r.randrange(0, 5000)) + _exact(_small_body(r))
+    if kind == "SUB":
+        state["subscribed"] = True
+        return b"SUB %s %s\n" % (topic, r.choice(CHANNELS).encode())
+    if kind == "IDENTIFY":
+        state["identified"] = True
+        fields = {"client_id": "fz", "heartbeat_interval": r.choice([1000, 5000, 30000]),
+                  "output_buffer_size": r.choice([64, 16384]), "output_buffer_timeout": r.choice([-1, 250]),
+                  "msg_timeout": r.choice([1000, 60000]), "sample_rate": r.choice([0, 50]),
+                  "feature_negotiation": r.random() < 0.5}
+        return b"IDENTIFY\n" + _exact(json.dumps(fields).encode())
+    if kind == "RDY":
+        return b"RDY %d\n" % r.randrange(0, 101)
+    mid = r.randbytes(8).hex().encode()
+    if kind == "FIN":
+        return b"FIN %s\n" % mid
+    if kind == "REQ":
+        return b"REQ %s %d\n" % (mid, r.randrange(0, 5000))
+    return b"TOUCH %s\n" % mid
+
+
+def _small_body(r: random.Random) -> bytes:
+    """A body for an accepted publish: small, so a long run's queues stay in memory (no diskqueue files)."""
+    n = r.choice([1, 5, 100, r.randrange(1, 500)])
+    return r.randbytes(n) if r.random() < 0.5 else b"m" * n
+
+
+def _exact(body: bytes) -> bytes:
+    return struct.pack(">i", len(body)) + body
+
+
 def session(seed: int, index: int, frames: int) -> Tuple[bytes, List[int]]:
     """(bytes to send, split points) of session `index`; `frames` frames after the magic."""
     r = random.Random("%d/%d" % (seed, index))
@@ -142,7 +192,9 @@ def session(seed: int, index: int, frames: int) -> Tuple[bytes, List[int]]:
         data = bytearray(r.choice([b"  V1", b"V2  ", b"\x00\x00\x00\x00", b"  V"]))
     else:
         data = bytearray(r.randbytes(r.randrange(0, 8)))
-    for maker in r.choices(_MAKERS, _WEIGHTS, k=frames):
-        data += maker(r)
+    state = {"identified": False, "subscribed": False}
+    for _ in range(frames - 1):
+        data += _valid_frame(r, state)
+    data += r.choices(_MAKERS, _WEIGHTS)[0](r)  # the hostile frame (some are valid too)
     cuts = sorted(r.sample(range(1, len(data)), min(r.randrange(0, 4), len(data) - 1))) if len(data) > 1 else []
     return bytes(data), cuts
