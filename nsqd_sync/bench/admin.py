@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
-from .common import BenchError, Reporter, parse_address
+from .common import BenchError, Reporter, machine_line, parse_address
 from .node import BenchNode, node_command, split_args
 
 ADMIN_TIMEOUT = 120.0  # seconds one request to an nsqadmin may take before the run fails
@@ -268,8 +268,6 @@ def rows(t: Timings) -> List[Tuple[str, Optional[float]]]:
 
 def print_table(v: Dict[str, Any], cluster: Cluster, targets: List[Tuple[str, List[str]]],
                 timings: Dict[str, Timings], out: TextIO) -> None:
-    from .runner import machine_line
-
     w = out.write
     w("nsq_bench admin: %s, %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), machine_line()))
     w("cluster: 1 nsqlookupd, %d nsqd x %d topics x %d channels (built in %.1fs); topic page: %s\n"

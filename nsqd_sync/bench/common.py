@@ -11,6 +11,8 @@ are printed with a Go-log style prefix, ``[bench_writer] 2026/11/23 08:18:15``.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
 import socket
 import sys
@@ -262,3 +264,19 @@ def message_body(size: int) -> bytes:
 
 def fmt_int(value: float) -> str:
     return "{:,}".format(int(round(value)))
+
+
+def machine_line() -> str:
+    """System, CPUs, CPU model and Python: the machine line of every bench table."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cpu = " (%s)" % model if model else ""
+    return "%s %s, %d CPUs%s, Python %s" % (platform.system(), platform.machine(),
+                                            os.cpu_count() or 1, cpu, platform.python_version())

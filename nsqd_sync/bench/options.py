@@ -14,6 +14,7 @@ from ..flags import Flag
 from ..wire import is_valid_name
 
 CPUS = os.cpu_count() or 1
+UTILS_CASES = ("tail", "to_nsq", "to_file")  # what `nsq_bench utils` times
 
 
 def _positive(value: float) -> Optional[str]:
@@ -35,13 +36,21 @@ def _counts(value: str) -> Optional[str]:
 
 
 def _cases(value: str) -> Optional[str]:
-    from .utils import parse_cases
-
     try:
         parse_cases(value)
     except ValueError as e:
         return str(e)
     return None
+
+
+def parse_cases(text: str) -> List[str]:
+    """--skip of `nsq_bench utils`: the cases left to run, in UTILS_CASES order."""
+    skip = {s.strip() for s in text.split(",") if s.strip()}
+    unknown = skip - set(UTILS_CASES)
+    if unknown:
+        raise ValueError("unknown case(s) %s (cases: %s)"
+                         % (", ".join(sorted(unknown)), ", ".join(UTILS_CASES)))
+    return [c for c in UTILS_CASES if c not in skip]
 
 
 def parse_counts(text: str) -> List[int]:

@@ -12,7 +12,6 @@ Per-run result lines go to stderr as they come; the table to stdout.
 from __future__ import annotations
 
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -20,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .common import (BenchError, Reporter, Throughput, create_channels, fmt_int,
+from .common import (BenchError, Reporter, Throughput, create_channels, fmt_int, machine_line,
                      go_duration)
 from .node import BenchNode, node_command, split_args
 from .options import GROUPS, parse_counts
@@ -213,21 +212,6 @@ def _fmt(value: Optional[float], unit: str) -> str:
     if unit == "x":
         return "%.2f" % value
     return "%.1f" % value
-
-
-def machine_line() -> str:
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cpu = " (%s)" % model if model else ""
-    return "%s %s, %d CPUs%s, Python %s" % (platform.system(), platform.machine(),
-                                            os.cpu_count() or 1, cpu, platform.python_version())
 
 
 def flags_line(v: Dict[str, Any]) -> str:

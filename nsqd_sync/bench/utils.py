@@ -38,9 +38,11 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from .. import wire
 from .common import BenchError, FrameConn, connect, fmt_int, identify
+from .common import machine_line as machine
 from .node import BenchNode, node_command, split_args
+from .options import UTILS_CASES as CASES
+from .options import parse_cases
 
-CASES = ("tail", "to_nsq", "to_file")
 TOOL_OF = {"tail": "nsq_tail", "to_nsq": "to_nsq", "to_file": "nsq_to_file"}
 RUN_TIMEOUT = 1800.0  # seconds one tool run may take before the bench gives up
 
@@ -221,8 +223,6 @@ class CaseResult:
 
 def machine_line() -> str:
     """The node-table machine line (system, CPUs, CPU model, Python) and the date."""
-    from .runner import machine_line as machine
-
     return "%s; %s" % (machine(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
 
 
@@ -245,14 +245,6 @@ def print_table(results: List[CaseResult], count: int, size: int, against: str,
             line += " %14s %6.2fx" % (fmt_int(theirs), ours / theirs)
         out.write(line + "\n")
     out.flush()
-
-
-def parse_cases(text: str) -> List[str]:
-    skip = {s.strip() for s in text.split(",") if s.strip()}
-    unknown = skip - set(CASES)
-    if unknown:
-        raise ValueError("unknown case(s) %s (cases: %s)" % (", ".join(sorted(unknown)), ", ".join(CASES)))
-    return [c for c in CASES if c not in skip]
 
 
 def bench_utils(v: Dict[str, Any], reporter: Any) -> List[CaseResult]:
