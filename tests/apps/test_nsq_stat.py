@@ -82,3 +82,18 @@ def test_bad_command_lines_are_one_line_exit_2():
         r = run_tool("nsq_stat", *args)
         err = r.stderr.decode()
         assert r.returncode == 2 and err.count("\n") == 1 and text in err, (args, err)
+
+
+def test_unreachable_lookupd_is_a_log_line_per_poll():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = "127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    r = run_tool("nsq_stat", "--topic=t", "--channel=c", "--lookupd-http-address=" + dead,
+                 "--interval=100ms", "--count=2")
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert err.count("failed to query any nsqlookupd") == 3, err  # the baseline poll and two reports
+    assert r.stdout.decode() == HEADER

@@ -119,3 +119,17 @@ def test_stdout_gone_requeues_the_batch_and_exits_1(nsqd, topic):
     c = wait_for(lambda: (lambda c: c if c.get("in_flight_count") == 0 else None)(channel_stats(nsqd, topic, "c")),
                  message="nothing in flight")
     assert c["depth"] == 3
+
+
+def test_unreachable_nsqd_is_retried_with_a_log_line(start_tool):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    dead = "127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    p = start_tool("nsq_tail", "--topic=t", "--nsqd-tcp-address=" + dead)
+    wait_for(lambda: p.stderr().count("connecting to %s failed" % dead) >= 2, timeout=20,
+             message="two connection attempts logged")
+    assert p.stop() == 0
+    assert "Traceback" not in p.stderr()
