@@ -8,9 +8,11 @@ query-escaped body.  With several URLs, `--mode` picks one per message
 (`hostpool` or `round-robin`).  `-n` handler threads make requests in
 parallel.  A message is FIN'd only after a 2xx answer (200 for GET);
 another status, a timeout or a connection error REQs it with the
-consumer's backoff (go-nsq's: `default_requeue_delay` x attempts, and
-after `max_attempts` (5) failed attempts the message is given up, as in
-NSQ; `--consumer-opt=max_attempts,0` retries forever).
+consumer's backoff (go-nsq's: `default_requeue_delay` x attempts, at most
+`max_requeue_delay`).  Unlike NSQ (go-nsq gives a message up and FINs it
+after `max_attempts`, 5), a message that was not delivered is never FIN'd:
+max_attempts defaults to 0 (unlimited); `--consumer-opt=max_attempts,N` is
+the way to drop poison messages after N attempts.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from urllib.parse import quote_plus
 from .. import __version__, wire
 from ..flags import Flag
 from . import common
-from .relay import MODES, Destinations, TimerMetrics
+from .relay import MODES, Destinations, TimerMetrics, never_give_up
 
 logger = logging.getLogger("nsqd_sync.apps.nsq_to_http")
 
@@ -61,7 +63,9 @@ FLAGS: List[Flag] = [
                                "with data (may be given multiple times)", metavar="URL"),
     common.nsqd_tcp_address_flag(),
     common.lookupd_http_address_flag(),
-    common.consumer_opt_flag(),
+    common.consumer_opt_flag("option to passthrough to nsq.Consumer (may be given multiple times, "
+                             "http://godoc.org/github.com/nsqio/go-nsq#Config); max_attempts defaults "
+                             "to 0 (never give up): max_attempts,N drops a message after N attempts"),
 ]
 
 
@@ -183,7 +187,7 @@ class NSQToHTTP(common.App):
         self.http = HTTPClient(v["http_client_connect_timeout"], v["http_client_request_timeout"],
                                pool_size=max(10, v["n"]))
         self.consumer = common.make_consumer(v, PROG, v["topic"], v["channel"], self.handle,
-                                             concurrency=v["n"])
+                                             concurrency=v["n"], **never_give_up(v))
         self.consumer.start()
 
     def stop(self) -> None:

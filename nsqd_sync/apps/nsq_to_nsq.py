@@ -10,7 +10,10 @@ it came from.  A message is FIN'd only once the destination answered OK:
 the handler hands it over (`enable_async()`), and each destination's
 publisher thread `nsq_to_nsq-pub-<addr>` sends what has gathered as one
 MPUB per topic, then FINs that batch; a failed publish REQs it (with the
-consumer's backoff).
+consumer's backoff).  Unlike NSQ (go-nsq gives a message up and FINs it
+after `max_attempts`, 5), a message that was not relayed is never FIN'd:
+max_attempts defaults to 0 (unlimited); `--consumer-opt=max_attempts,N` is
+the way to drop poison messages after N attempts.
 
 JSON filters (only when --require-json-field or --whitelist-json-field is
 set): a body that is not a JSON object is logged and dropped (FIN'd); a
@@ -34,7 +37,7 @@ from .. import wire
 from ..client import NSQConnectionError, NSQError
 from ..flags import Flag
 from . import common
-from .relay import MODES, Destinations, TimerMetrics
+from .relay import MODES, Destinations, TimerMetrics, never_give_up
 
 logger = logging.getLogger("nsqd_sync.apps.nsq_to_nsq")
 
@@ -69,7 +72,8 @@ FLAGS: List[Flag] = [
          "for JSON messages: only pass messages in which the required field has this value",
          metavar="VALUE"),
     common.consumer_opt_flag("option to passthrough to nsq.Consumer (may be given multiple times, "
-                             "see http://godoc.org/github.com/nsqio/go-nsq#Config)"),
+                             "see http://godoc.org/github.com/nsqio/go-nsq#Config); max_attempts defaults "
+                             "to 0 (never give up): max_attempts,N drops a message after N attempts"),
     common.producer_opt_flag("option to passthrough to nsq.Producer (may be given multiple times, "
                              "see http://godoc.org/github.com/nsqio/go-nsq#Config)"),
 ]
@@ -369,7 +373,8 @@ class NSQToNSQ(common.App):
             pub.thread.start()
         for topic in v["topic"]:
             handle = self._handler(v["destination_topic"] or topic)
-            consumer = common.make_consumer(v, PROG, topic, v["channel"], handle, concurrency=len(dests))
+            consumer = common.make_consumer(v, PROG, topic, v["channel"], handle, concurrency=len(dests),
+                                           **never_give_up(v))
             handle.consumer_box.append(consumer)
             self.consumers.append(consumer)
         for consumer in self.consumers:

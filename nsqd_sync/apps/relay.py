@@ -15,9 +15,9 @@ import logging
 import math
 import threading
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["MODES", "Destinations", "TimerMetrics"]
+__all__ = ["MODES", "Destinations", "TimerMetrics", "never_give_up"]
 
 logger = logging.getLogger("nsqd_sync.apps")
 
@@ -26,6 +26,15 @@ MODES = ("hostpool", "round-robin", "epsilon-greedy")
 #: go-hostpool's defaults
 INITIAL_RETRY_DELAY = 30.0
 MAX_RETRY_DELAY = 900.0
+
+
+def never_give_up(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Consumer overrides for the relays: max_attempts 0 (never give a message up, so
+    nothing undelivered is FIN'd) unless --consumer-opt=max_attempts,N says otherwise."""
+    for item in values.get("consumer_opt", []):
+        if item.partition(",")[0].replace("-", "_") == "max_attempts":
+            return {}
+    return {"max_attempts": 0}
 
 
 class _Host:

@@ -25,6 +25,7 @@ class Endpoint:
         self.slow_first = slow_first  # the first slow_first requests answer after slow_seconds (status 599)
         self.slow_seconds = slow_seconds
         self.slow_done = threading.Event()  # set to let the slow ones answer at teardown
+        self.down = False  # while True every request gets a 500
         self.lock = threading.Lock()
         endpoint = self
 
@@ -37,7 +38,7 @@ class Endpoint:
                 with endpoint.lock:
                     n = len(endpoint.requests)
                     slow = n < endpoint.slow_first
-                    status = 599 if slow else 500 if n < endpoint.fail_first else 200
+                    status = 599 if slow else 500 if n < endpoint.fail_first or endpoint.down else 200
                     endpoint.requests.append((self.command, self.path, dict(self.headers), body, status))
                 if slow:
                     endpoint.slow_done.wait(endpoint.slow_seconds)
@@ -64,6 +65,11 @@ class Endpoint:
         """Bodies (POST) that got a 2xx."""
         with self.lock:
             return [r[3] for r in self.requests if r[4] == 200]
+
+    def failures(self) -> collections.Counter:
+        """Body -> number of requests with it that did not get a 2xx."""
+        with self.lock:
+            return collections.Counter(r[3] for r in self.requests if r[4] != 200)
 
     def close(self) -> None:
         self.slow_done.set()
@@ -129,6 +135,51 @@ def test_failing_endpoint_requeues_and_recovers_without_loss_or_duplicates(nsqd,
     assert "got status code 500" in tool.stderr()
 
 
+def finished(node, topic, channel=CHANNEL) -> int:
+    """FINs nsqd counted from the channel's connected clients."""
+    return sum(c.get("finish_count", 0) for c in channel_stats(node, topic, channel).get("clients", []))
+
+
+def in_channel(node, topic, channel=CHANNEL) -> int:
+    """Messages not yet FIN'd: queued, in flight or deferred (requeued with a delay)."""
+    c = channel_stats(node, topic, channel)
+    return c["depth"] + c["in_flight_count"] + c["deferred_count"] if c else -1
+
+
+def test_a_message_is_never_given_up_by_default(nsqd, topic, start_tool, endpoints):
+    # go-nsq gives a message up (FINs it) after 5 attempts; here none is FIN'd before a 2xx
+    ep = endpoints()
+    ep.down = True
+    bodies = [b"stubborn-%d" % i for i in range(3)]
+    publish(nsqd, topic, bodies)
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + ep.url, "-n", "3",
+                      "--consumer-opt=default_requeue_delay,10ms", "--consumer-opt=backoff_multiplier,10ms",
+                      "--consumer-opt=max_backoff_duration,100ms", "--consumer-opt=max_requeue_delay,100ms")
+    wait_for(lambda: all(ep.failures()[b] >= 7 for b in bodies), timeout=90,
+             message="each message failed 7 times (more than go-nsq's 5 attempts)")
+    assert in_channel(nsqd, topic) == 3  # all still queued, in flight or deferred: none FIN'd
+    assert ep.delivered() == []
+    ep.down = False
+    wait_for(lambda: drained(nsqd, topic) and len(ep.delivered()) >= 3, timeout=60,
+             message="every message delivered and FIN'd")
+    assert tool.stop() == 0, tool.stderr()
+    assert collections.Counter(ep.delivered()) == collections.Counter(bodies)  # once each
+    assert channel_stats(nsqd, topic, CHANNEL)["message_count"] == 3
+
+
+def test_explicit_max_attempts_drops_a_poison_message(nsqd, topic, start_tool, endpoints):
+    ep = endpoints()
+    ep.down = True
+    publish(nsqd, topic, [b"poison"])
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + ep.url, "--consumer-opt=max_attempts,2",
+                      "--consumer-opt=default_requeue_delay,10ms", "--consumer-opt=backoff_multiplier,10ms")
+    wait_for(lambda: drained(nsqd, topic), timeout=60, message="given up after 2 attempts and FIN'd")
+    assert tool.stop() == 0, tool.stderr()
+    assert ep.failures() == {b"poison": 2} and ep.delivered() == []
+
+
 def test_a_request_that_times_out_is_requeued(nsqd, topic, start_tool, endpoints):
     ep = endpoints(slow_first=1, slow_seconds=10.0)
     publish(nsqd, topic, [b"slow"])
@@ -148,10 +199,11 @@ def test_sample_zero_finishes_without_requests(nsqd, topic, start_tool, endpoint
     publish(nsqd, topic, [b"s%d" % i for i in range(20)])
     tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
                       "--post=" + ep.url, "--sample=0")
-    wait_for(lambda: drained(nsqd, topic) and channel_stats(nsqd, topic, CHANNEL)["message_count"] == 20,
-             timeout=60, message="all FIN'd")
+    # the client's finish_count, not only an empty channel: a message can be on its way to the
+    # client (out of the queue, not yet in flight) while the channel looks drained
+    wait_for(lambda: drained(nsqd, topic) and finished(nsqd, topic) == 20, timeout=60, message="all FIN'd")
     assert tool.stop() == 0, tool.stderr()
-    assert ep.requests == [] and drained(nsqd, topic)  # all 20 FIN'd, none sent
+    assert ep.requests == [] and drained(nsqd, topic), channel_stats(nsqd, topic, CHANNEL)  # all 20 FIN'd, none sent
 
 
 def test_get_replaces_percent_s_with_the_escaped_body(nsqd, topic, start_tool, endpoints):

@@ -111,10 +111,14 @@ def test_destination_down_requeues_until_it_comes_up(nsqd_factory, topic, start_
     publish(src, topic, bodies)
     tool = start_tool("nsq_to_nsq", "--topic=" + topic, "--nsqd-tcp-address=" + src.tcp_address,
                       "--destination-nsqd-tcp-address=127.0.0.1:%d" % port,
-                      "--consumer-opt=max_attempts,0", "--consumer-opt=default_requeue_delay,50ms",
-                      "--consumer-opt=backoff_multiplier,50ms", "--consumer-opt=max_backoff_duration,200ms")
-    wait_for(lambda: channel_stats(src, topic, "nsq_to_nsq").get("requeue_count", 0) >= 1, timeout=30,
-             message="a failed publish requeued")
+                      "--consumer-opt=default_requeue_delay,10ms", "--consumer-opt=max_requeue_delay,100ms",
+                      "--consumer-opt=backoff_multiplier,10ms", "--consumer-opt=max_backoff_duration,100ms")
+    # by default nothing is given up: go-nsq would FIN each after 5 attempts (at most 5 x 5
+    # requeues for these 5); 35 requeues with all 5 still in the channel shows none was FIN'd
+    wait_for(lambda: channel_stats(src, topic, "nsq_to_nsq").get("requeue_count", 0) >= 35, timeout=90,
+             message="failed publishes requeued, past go-nsq's max_attempts")
+    c = channel_stats(src, topic, "nsq_to_nsq")
+    assert c["depth"] + c["in_flight_count"] + c["deferred_count"] == 5, c
     assert "failed" in tool.stderr()
     dst = NodeProcess("nsqd", tcp="127.0.0.1:%d" % port, data_path=str(tmp_path))
     try:
