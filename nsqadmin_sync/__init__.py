@@ -7,4 +7,7 @@
   actions.py            the actions (API and page forms), cross-site and --admin-user checks
   pages.py, render.py   what each page shows, and the escaping template renderer
   notify.py, trends.py  action notifications; in-memory depth/rate history and sparklines
+  state.py              AdminState: what the HTTP modules need of NSQAdmin (a Protocol)
+
+Imports run one way: cli -> nsqadmin -> http_api -> actions -> pages -> state -> the rest.
 """

@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from nsqd_sync.http_base import HTTPError
@@ -31,9 +31,7 @@ from nsqd_sync.wire import is_valid_channel_name, is_valid_topic_name
 from . import pages
 from .clusterinfo import PartialError
 from .notify import admin_action, basic_auth_user
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqadmin import NSQAdmin
+from .state import AdminState
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ def maybe_warn(messages: List[str]) -> str:
 class ActionRoutes:
     """The action endpoints and their checks (a mixin of NSQAdminHandler)."""
 
-    admin: "NSQAdmin"
+    admin: AdminState
     headers: Any
     command: str
     path: str

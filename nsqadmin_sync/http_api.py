@@ -15,7 +15,7 @@ import os
 import posixpath
 import socket
 from http.server import ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 from urllib.parse import urlencode
 
 from nsqd_sync.http_base import HTTPError, NSQHTTPHandler, parse_json
@@ -24,9 +24,7 @@ from nsqd_sync.http_client import HTTPClientError
 from . import pages
 from .actions import MAX_BODY, ActionRoutes, maybe_warn
 from .clusterinfo import ClusterError, TopicStats, search_producers
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .nsqadmin import NSQAdmin
+from .state import AdminState
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ class NSQAdminHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, sock: socket.socket, admin: "NSQAdmin") -> None:
+    def __init__(self, sock: socket.socket, admin: AdminState) -> None:
         self.admin = admin
         handler = type("NSQAdminHandler", (NSQAdminHandler,), {"routes": build_routes(admin.opts.base_path)})
         self.address_family = sock.family
@@ -98,7 +96,7 @@ class NSQAdminHandler(ActionRoutes, NSQHTTPHandler):
     unlogged = frozenset({"handle_static"})
 
     @property
-    def admin(self) -> "NSQAdmin":
+    def admin(self) -> AdminState:
         return self.server.admin
 
     # ------------------------------------------------------------ request helpers

@@ -21,6 +21,7 @@ from nsqd_sync.flags import default_hostname, version_line
 from nsqd_sync.http_client import HTTPClient
 
 from .clusterinfo import ClusterError, ClusterInfo
+from .http_api import NSQAdminHTTPServer
 from .notify import Notifier
 from .options import Options
 from .trends import Trends
@@ -94,8 +95,6 @@ class NSQAdmin:
 
     def main(self) -> None:
         """Bind and start serving (returns once serving)."""
-        from .http_api import NSQAdminHTTPServer
-
         log.info(version_line("nsqadmin"))
         sock = listen(self.opts.http_address)
         self.http_address = format_address(sock.getsockname())

@@ -9,7 +9,7 @@ the error and status 502.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 from urllib.parse import quote
 
 from nsqd_sync import __version__
@@ -18,12 +18,24 @@ from nsqd_sync.http_base import HTTPError
 from .clusterinfo import ChannelStats, ClusterError, Producer, TopicStats, search_producers
 from .clusterinfo.types import EXTRA_CHANNEL_COUNTERS
 from .render import Markup, default_renderer
+from .state import AdminState
 from .trends import sparkline
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .http_api import NSQAdminHandler
-
 Page = Tuple[int, str, Dict[str, Any]]
+
+
+class PageHandler(Protocol):
+    """What the pages need of the request being answered (http_api.NSQAdminHandler)."""
+
+    @property
+    def admin(self) -> AdminState: ...
+
+    def is_admin(self) -> bool: ...
+
+    def csrf_token(self) -> str: ...
+
+    def counter_stats(self) -> Dict[str, Any]: ...
+
 
 #: actions a page asks to confirm before doing
 CONFIRM_ACTIONS = ("pause", "empty", "delete", "tombstone")
@@ -32,7 +44,7 @@ NAV = (("topics", "Topics", ""), ("nodes", "Nodes", "nodes"), ("counter", "Count
        ("lookup", "Lookup", "lookup"))
 
 
-def link(h: "NSQAdminHandler", *segments: str) -> str:
+def link(h: PageHandler, *segments: str) -> str:
     """A URL under --base-path, each segment escaped."""
     base = h.admin.opts.base_path.rstrip("/")
     if not segments or segments == ("",):
@@ -40,11 +52,11 @@ def link(h: "NSQAdminHandler", *segments: str) -> str:
     return base + "/" + "/".join(quote(s, safe=":") for s in segments)
 
 
-def api_link(h: "NSQAdminHandler", *segments: str) -> str:
+def api_link(h: PageHandler, *segments: str) -> str:
     return link(h, "api", *segments)
 
 
-def render(h: "NSQAdminHandler", name: str, context: Dict[str, Any], flash: str = "") -> str:
+def render(h: PageHandler, name: str, context: Dict[str, Any], flash: str = "") -> str:
     renderer = default_renderer()
     ctx = dict(context)
     ctx.setdefault("title", "nsqadmin")
@@ -68,7 +80,7 @@ def _failed(section: str, title: str, e: Exception, status: int = 502) -> Page:
     return status, "error.html", {"section": section, "title": title, "error": str(e)}
 
 
-def action(h: "NSQAdminHandler", act: str, label: str, *, topic: str, channel: str = "",
+def action(h: PageHandler, act: str, label: str, *, topic: str, channel: str = "",
            node: str = "", next_url: str = "") -> Dict[str, Any]:
     """One action button (a form that works without JavaScript; admin.js uses the API)."""
     if act == "tombstone":
@@ -89,7 +101,7 @@ def action(h: "NSQAdminHandler", act: str, label: str, *, topic: str, channel: s
             "next": next_url, "topic_field": act == "tombstone"}
 
 
-def topic_actions(h: "NSQAdminHandler", topic: str, paused: bool, channel: str = "") -> List[Dict[str, Any]]:
+def topic_actions(h: PageHandler, topic: str, paused: bool, channel: str = "") -> List[Dict[str, Any]]:
     if not h.is_admin():
         return []
     after_delete = link(h, "topics", topic) if channel else link(h)
@@ -101,7 +113,7 @@ def topic_actions(h: "NSQAdminHandler", topic: str, paused: bool, channel: str =
     ]
 
 
-def confirm_context(h: "NSQAdminHandler", act: str, topic: str, channel: str, node: str,
+def confirm_context(h: PageHandler, act: str, topic: str, channel: str, node: str,
                     back: str) -> Dict[str, Any]:
     a = action(h, act, act.capitalize(), topic=topic, channel=channel, node=node)
     return {"title": "Confirm %s" % act, "question": a["confirm"], "form_url": back, "action": act,
@@ -110,7 +122,7 @@ def confirm_context(h: "NSQAdminHandler", act: str, topic: str, channel: str, no
 
 # ---------------------------------------------------------------- trends
 
-def _trend(h: "NSQAdminHandler", key: str, svg: bool = True) -> Dict[str, Any]:
+def _trend(h: PageHandler, key: str, svg: bool = True) -> Dict[str, Any]:
     """The current rate of a topic or topic:channel, and (svg) its sparklines."""
     trends = h.admin.trends
     if trends is None:
@@ -123,7 +135,7 @@ def _trend(h: "NSQAdminHandler", key: str, svg: bool = True) -> Dict[str, Any]:
     return out
 
 
-def _graphite_links(h: "NSQAdminHandler", topic: str, channel: str = "") -> List[Dict[str, str]]:
+def _graphite_links(h: PageHandler, topic: str, channel: str = "") -> List[Dict[str, str]]:
     """Render links to graphite for a topic/channel, keyed as nsqd's statsd names them."""
     opts = h.admin.opts
     if not opts.graphite_url:
@@ -144,7 +156,7 @@ def _graphite_links(h: "NSQAdminHandler", topic: str, channel: str = "") -> List
 
 # ---------------------------------------------------------------- rows
 
-def _channel_row(h: "NSQAdminHandler", c: ChannelStats, topic: str, with_actions: bool) -> Dict[str, Any]:
+def _channel_row(h: PageHandler, c: ChannelStats, topic: str, with_actions: bool) -> Dict[str, Any]:
     row = {
         "name": c.channel_name, "topic": topic, "href": link(h, "topics", topic, c.channel_name),
         "depth": c.depth, "memory_depth": c.memory_depth, "backend_depth": c.backend_depth,
@@ -159,7 +171,7 @@ def _channel_row(h: "NSQAdminHandler", c: ChannelStats, topic: str, with_actions
     return row
 
 
-def _client_row(h: "NSQAdminHandler", c: Any) -> Dict[str, Any]:
+def _client_row(h: PageHandler, c: Any) -> Dict[str, Any]:
     since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(c.connect_ts)) if c.connect_ts else ""
     secs = max(0, c.connected_ns // 1_000_000_000)
     return {
@@ -174,7 +186,7 @@ def _client_row(h: "NSQAdminHandler", c: Any) -> Dict[str, Any]:
     }
 
 
-def _node_topic_row(h: "NSQAdminHandler", t: TopicStats) -> Dict[str, Any]:
+def _node_topic_row(h: PageHandler, t: TopicStats) -> Dict[str, Any]:
     return {"node": t.node, "hostname": t.hostname, "node_href": link(h, "nodes", t.node),
             "topic": t.topic_name, "href": link(h, "topics", t.topic_name), "depth": t.depth,
             "memory_depth": t.memory_depth, "backend_depth": t.backend_depth,
@@ -192,7 +204,7 @@ def _topic_sum(name: str) -> Dict[str, Any]:
             "messages": 0, "paused": False, "nodes": 0, "channel_names": set()}
 
 
-def index_page(h: "NSQAdminHandler") -> Page:
+def index_page(h: PageHandler) -> Page:
     """`/`: every topic with depth, in-flight, messages, rate and channels."""
     ci, opts = h.admin.ci, h.admin.opts
     messages: List[str] = []
@@ -245,7 +257,7 @@ def index_page(h: "NSQAdminHandler") -> Page:
                                "messages": messages, "lookupd_mode": bool(opts.lookupd_http_address)}
 
 
-def topic_page(h: "NSQAdminHandler", topic: str) -> Page:
+def topic_page(h: PageHandler, topic: str) -> Page:
     """`/topics/:topic`: per-node rows and the channels table."""
     ci, opts = h.admin.ci, h.admin.opts
     messages: List[str] = []
@@ -281,7 +293,7 @@ def topic_page(h: "NSQAdminHandler", topic: str) -> Page:
     return 200, "topic.html", ctx
 
 
-def channel_page(h: "NSQAdminHandler", topic: str, channel: str) -> Page:
+def channel_page(h: PageHandler, topic: str, channel: str) -> Page:
     """`/topics/:topic/:channel`: per-node rows and the clients table."""
     ci, opts = h.admin.ci, h.admin.opts
     messages: List[str] = []
@@ -311,7 +323,7 @@ def channel_page(h: "NSQAdminHandler", topic: str, channel: str) -> Page:
     return 200, "channel.html", ctx
 
 
-def _producer_row(h: "NSQAdminHandler", p: Producer, num_lookupd: int) -> Dict[str, Any]:
+def _producer_row(h: PageHandler, p: Producer, num_lookupd: int) -> Dict[str, Any]:
     return {"node": p.http_address(), "href": link(h, "nodes", p.http_address()),
             "hostname": p.hostname, "broadcast_address": p.broadcast_address,
             "tcp_port": p.tcp_port, "http_port": p.http_port, "version": p.version,
@@ -324,7 +336,7 @@ def _producer_row(h: "NSQAdminHandler", p: Producer, num_lookupd: int) -> Dict[s
             "tombstones": sum(1 for t in p.topics or [] if t.tombstoned)}
 
 
-def nodes_page(h: "NSQAdminHandler") -> Page:
+def nodes_page(h: PageHandler) -> Page:
     """`/nodes`: every producer lookupd knows (or every --nsqd-http-address)."""
     ci, opts = h.admin.ci, h.admin.opts
     messages: List[str] = []
@@ -339,7 +351,7 @@ def nodes_page(h: "NSQAdminHandler") -> Page:
                                "lookupds": list(opts.lookupd_http_address)}
 
 
-def node_page(h: "NSQAdminHandler", node: str) -> Page:
+def node_page(h: PageHandler, node: str) -> Page:
     """`/nodes/:node`: one node's topics, channels and clients."""
     ci, opts = h.admin.ci, h.admin.opts
     messages: List[str] = []
@@ -370,7 +382,7 @@ def node_page(h: "NSQAdminHandler", node: str) -> Page:
         "total_messages": sum(t.message_count for t in topic_list), "total_clients": len(clients)}
 
 
-def counter_page(h: "NSQAdminHandler") -> Page:
+def counter_page(h: PageHandler) -> Page:
     """`/counter`: messages processed over the cluster (admin.js keeps it ticking)."""
     try:
         doc = h.counter_stats()
@@ -384,7 +396,7 @@ def counter_page(h: "NSQAdminHandler") -> Page:
                                  "api_url": link(h, "api", "counter")}
 
 
-def lookup_page(h: "NSQAdminHandler") -> Page:
+def lookup_page(h: PageHandler) -> Page:
     """`/lookup`: the topics and channels lookupd knows, and the create form."""
     ci, opts = h.admin.ci, h.admin.opts
     messages: List[str] = []
