@@ -137,6 +137,7 @@ class ActionRoutes:
         self.notify("create_topic", topic)
         if channel:
             self.notify("create_channel", topic, channel)
+        self.admin.drop_snapshot()  # `/` must show the change at once
         return self.partial_messages(errors)
 
     def partial_messages(self, errors: List[Exception]) -> List[str]:
@@ -159,6 +160,7 @@ class ActionRoutes:
         self.notify("%s_%s" % (action, "channel" if channel else "topic"), topic, channel)
         errors = self.call_upstream("%s topic/channel" % action, self.admin.ci.topic_channel_action,
                                     action, topic, channel, self.lookupds, self.nsqds)
+        self.admin.drop_snapshot()  # `/` must show the change at once
         return self.partial_messages(errors)
 
     def action_delete_topic(self, topic: str) -> None:
@@ -178,6 +180,7 @@ class ActionRoutes:
         else:
             errors = self.call_upstream("delete topic", ci.delete_topic, topic, self.lookupds, self.nsqds)
             self.notify("delete_topic", topic)
+        self.admin.drop_snapshot()  # `/` must show the change at once
         return self.partial_messages(errors)
 
     def action_tombstone(self, node: str) -> None:
@@ -191,6 +194,7 @@ class ActionRoutes:
         errors = self.call_upstream("tombstone node for topic", self.admin.ci.tombstone_node_for_topic,
                                     topic, node, self.lookupds)
         self.notify("tombstone_topic_producer", topic, "", node)
+        self.admin.drop_snapshot()  # `/` must show the change at once
         return self.partial_messages(errors)
 
     def form_action(self) -> None:

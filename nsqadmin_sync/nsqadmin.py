@@ -13,7 +13,8 @@ import logging
 import secrets
 import socket
 import threading
-from typing import Any, Dict, Optional, Tuple
+import time
+from typing import Any, Dict, List, Optional, Tuple
 
 from nsqd_sync import logs
 from nsqd_sync.addresses import format_address, split_host_port
@@ -24,6 +25,7 @@ from .clusterinfo import ClusterError, ClusterInfo
 from .http_api import NSQAdminHTTPServer
 from .notify import Notifier
 from .options import Options
+from .state import IndexSnapshot
 from .trends import Trends
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,10 @@ class NSQAdmin:
         if opts.notification_http_endpoint:
             self.notifier = Notifier(opts.notification_http_endpoint, self.client)
         self.trends: Optional[Trends] = Trends(self._sample, opts.trend_interval)
+        #: the latest pass's stats for `/`; None until a pass succeeds, after a failed pass
+        #: and after an action through this nsqadmin (drop_snapshot)
+        self.index_snapshot: Optional[IndexSnapshot] = None
+        self._snapshot_generation = 0  # bumped by drop_snapshot: a pass begun before is not kept
         self.http_server: Any = None
         self.http_address = ""
         self._thread: Optional[threading.Thread] = None
@@ -125,17 +131,45 @@ class NSQAdmin:
         self.ci.close()
         self.client.close()
 
+    def drop_snapshot(self) -> None:
+        """Forget the sampled stats (an action changed the cluster): `/` asks the nodes again."""
+        self._snapshot_generation += 1
+        self.index_snapshot = None
+
+    def snapshot_max_age(self) -> float:
+        """How old sampled stats may be for `/` to show them (two trend intervals)."""
+        return 2 * self.opts.trend_interval
+
     def _sample(self) -> Dict[str, Tuple[int, int]]:
-        """One trends pass: depth and message count per topic and topic:channel."""
+        """One trends pass: depth and message count per topic and topic:channel.
+
+        The pass also keeps what it read as `index_snapshot`, so `/` need not
+        read every node's whole /stats per request.
+        """
         opts = self.opts
+        taken = time.time()
+        generation = self._snapshot_generation
+        messages: List[str] = []
         try:
-            producers, _ = self.ci.get_producers(opts.lookupd_http_address, opts.nsqd_http_address)
-            if not producers:
-                return {}
-            node_stats, _ = self.ci.get_nsqd_stats_raw(producers)
+            names: Optional[List[str]] = []  # nsqd mode: the stats below name every topic
+            if opts.lookupd_http_address:
+                names, partial = self.ci.get_lookupd_topics(opts.lookupd_http_address)
+                if partial is not None:
+                    messages.append(str(partial))
+            producers, partial = self.ci.get_producers(opts.lookupd_http_address, opts.nsqd_http_address)
+            if partial is not None:
+                messages.append(str(partial))
+            node_stats: List[Tuple[Any, Dict[str, Any]]] = []
+            if producers:
+                node_stats, partial = self.ci.get_nsqd_stats_raw(producers)
+                if partial is not None:
+                    messages.append(str(partial))
         except ClusterError as e:
             log.debug("trends: %s", e)
+            self.index_snapshot = None
             return {}
+        if generation == self._snapshot_generation:
+            self.index_snapshot = IndexSnapshot(taken, list(names or []), node_stats, messages)
         out: Dict[str, Tuple[int, int]] = {}
         for _, stats in node_stats:
             for t in stats.get("topics") or []:

@@ -204,27 +204,11 @@ def _topic_sum(name: str) -> Dict[str, Any]:
             "messages": 0, "paused": False, "nodes": 0, "channel_names": set()}
 
 
-def index_page(h: PageHandler) -> Page:
-    """`/`: every topic with depth, in-flight, messages, rate and channels."""
-    ci, opts = h.admin.ci, h.admin.opts
-    messages: List[str] = []
-    try:
-        names, partial = ci.get_topics(opts.lookupd_http_address, opts.nsqd_http_address)
-        _warn(messages, partial)
-        producers, partial = ci.get_producers(opts.lookupd_http_address, opts.nsqd_http_address)
-        _warn(messages, partial)
-    except ClusterError as e:
-        return _failed("topics", "Topics", e)
-    node_stats: List[Tuple[Any, Dict[str, Any]]] = []
-    if producers:
-        try:
-            node_stats, partial = ci.get_nsqd_stats_raw(producers)
-            _warn(messages, partial)
-        except ClusterError as e:
-            messages.append(str(e))
-    # plain sums per topic straight from the nodes' JSON (a list needs no merge records)
+def _index_rows(h: PageHandler, names: List[str],
+                node_stats: List[Tuple[Any, Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """Plain sums per topic straight from the nodes' JSON (a list needs no merge records)."""
     sums: Dict[str, Dict[str, Any]] = {}
-    for name in names or []:
+    for name in names:
         sums[name] = _topic_sum(name)
     for _, stats in node_stats:
         for t in stats.get("topics") or []:
@@ -253,8 +237,55 @@ def index_page(h: PageHandler) -> Page:
                    channels=[{"name": c, "href": link(h, "topics", name, c)} for c in channel_names])
         row.update(_trend(h, name, svg=False))
         rows.append(row)
-    return 200, "index.html", {"section": "topics", "title": "Topics", "topics": rows,
-                               "messages": messages, "lookupd_mode": bool(opts.lookupd_http_address)}
+    return rows
+
+
+def _index_table(h: PageHandler, names: List[str],
+                 node_stats: List[Tuple[Any, Dict[str, Any]]]) -> Markup:
+    return Markup(default_renderer().render("index_table.html", {"topics": _index_rows(h, names, node_stats)}))
+
+
+def index_page(h: PageHandler) -> Page:
+    """`/`: every topic with depth, in-flight, messages, rate and channels.
+
+    From the trends sampler's latest pass when it is at most two trend
+    intervals old (the page says when it was taken; the table is rendered
+    once per pass), else from the nodes now.
+    """
+    admin, opts = h.admin, h.admin.opts
+    snap = admin.index_snapshot
+    now = time.time()
+    if snap is not None and 0 <= now - snap.taken <= admin.snapshot_max_age():
+        trends = admin.trends
+        key = (link(h), trends.passes if trends is not None else 0)
+        table = snap.fragments.get(key)
+        if table is None:
+            table = snap.fragments[key] = _index_table(h, snap.names, snap.node_stats)
+        return 200, "index.html", {
+            "section": "topics", "title": "Topics", "table": table, "messages": list(snap.messages),
+            "lookupd_mode": bool(opts.lookupd_http_address),
+            "as_of": time.strftime("%H:%M:%S UTC", time.gmtime(snap.taken)),
+            "age": "%.1fs" % (now - snap.taken)}
+    ci = admin.ci
+    messages: List[str] = []
+    try:
+        names, partial = ci.get_topics(opts.lookupd_http_address, opts.nsqd_http_address)
+        _warn(messages, partial)
+        producers, partial = ci.get_producers(opts.lookupd_http_address, opts.nsqd_http_address)
+        _warn(messages, partial)
+    except ClusterError as e:
+        return _failed("topics", "Topics", e)
+    node_stats: List[Tuple[Any, Dict[str, Any]]] = []
+    if producers:
+        try:
+            node_stats, partial = ci.get_nsqd_stats_raw(producers)
+            _warn(messages, partial)
+        except ClusterError as e:
+            messages.append(str(e))
+    return 200, "index.html", {"section": "topics", "title": "Topics",
+                               "table": _index_table(h, names or [], node_stats),
+                               "messages": messages, "lookupd_mode": bool(opts.lookupd_http_address),
+                               "as_of": "", "age": ""}
 
 
 def topic_page(h: PageHandler, topic: str) -> Page:

@@ -76,6 +76,11 @@ class Trends:
                 log.exception("trends: sampling failed")
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
+    @property
+    def passes(self) -> int:
+        """Passes recorded so far (changes whenever the rates do)."""
+        return self._passes
+
     def record(self, values: Dict[str, Tuple[int, int]], now: float) -> None:
         """Add one pass of samples taken at `now`."""
         with self._lock:
