@@ -5,8 +5,8 @@
 NSQ's Go: `apps/nsq_to_http/`.  `--post` URLs get the body as the request
 body (`--content-type`); `--get` URLs have their one `%s` replaced by the
 query-escaped body.  With several URLs, `--mode` picks one per message
-(`hostpool` or `round-robin`).  `-n` handler threads make requests in
-parallel.  A message is FIN'd only after a 2xx answer (200 for GET);
+(`hostpool`, `round-robin` or `epsilon-greedy`, mostly the fastest; see
+relay.py).  `-n` handler threads make requests in parallel.  A message is FIN'd only after a 2xx answer (200 for GET);
 another status, a timeout or a connection error REQs it with the
 consumer's backoff (go-nsq's: `default_requeue_delay` x attempts, at most
 `max_requeue_delay`).  Unlike NSQ (go-nsq gives a message up and FINs it
@@ -173,7 +173,7 @@ class NSQToHTTP(common.App):
             logger.warning("[%s/%s] message %s (attempt %d): %s", self.values["topic"],
                            self.values["channel"], msg.id.decode("ascii", "replace"), msg.attempts, e)
             return False
-        self.destinations.mark(address, True)
+        self.destinations.mark(address, True, time.monotonic() - start)
         self.per_address[address].status(start)
         self.aggregate.status(start)
         return None

@@ -5,8 +5,8 @@
 
 NSQ's Go: `apps/nsq_to_nsq/nsq_to_nsq.go`.  One consumer per --topic; each
 message that passes the JSON filters goes to one destination nsqd chosen by
---mode (`hostpool` or `round-robin`), to --destination-topic or the topic
-it came from.  A message is FIN'd only once the destination answered OK:
+--mode (`hostpool`, `round-robin` or `epsilon-greedy`, mostly the fastest;
+see relay.py), to --destination-topic or the topic it came from.  A message is FIN'd only once the destination answered OK:
 the handler hands it over (`enable_async()`), and each destination's
 publisher thread `nsq_to_nsq-pub-<addr>` sends what has gathered as one
 MPUB per topic, then FINs that batch; a failed publish REQs it (with the
@@ -347,7 +347,7 @@ class NSQToNSQ(common.App):
 
     def delivered(self, address: str, items: List[_Item]) -> None:
         assert self.destinations is not None
-        self.destinations.mark(address, True)
+        self.destinations.mark(address, True, time.monotonic() - items[-1].start)
         for consumer, msgs in _by_consumer(items).items():
             consumer.finish_many(msgs)
         metrics = self.per_address[address]

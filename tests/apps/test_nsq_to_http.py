@@ -19,13 +19,15 @@ CHANNEL = "nsq_to_http"
 class Endpoint:
     """A loopback HTTP server recording each request; `fail_first` requests get a 500."""
 
-    def __init__(self, fail_first: int = 0, slow_first: int = 0, slow_seconds: float = 0.0) -> None:
+    def __init__(self, fail_first: int = 0, slow_first: int = 0, slow_seconds: float = 0.0,
+                 delay: float = 0.0) -> None:
         self.requests: List[Tuple[str, str, dict, bytes, int]] = []  # method, path, headers, body, status
         self.fail_first = fail_first
         self.slow_first = slow_first  # the first slow_first requests answer after slow_seconds (status 599)
         self.slow_seconds = slow_seconds
         self.slow_done = threading.Event()  # set to let the slow ones answer at teardown
         self.down = False  # while True every request gets a 500
+        self.delay = delay  # every request is answered after this long
         self.lock = threading.Lock()
         endpoint = self
 
@@ -42,6 +44,8 @@ class Endpoint:
                     endpoint.requests.append((self.command, self.path, dict(self.headers), body, status))
                 if slow:
                     endpoint.slow_done.wait(endpoint.slow_seconds)
+                elif endpoint.delay:
+                    endpoint.slow_done.wait(endpoint.delay)
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -239,6 +243,21 @@ def test_round_robin_over_two_endpoints(nsqd, topic, start_tool, endpoints):
     # --status-every: timer_metrics' line per 5 requests, per endpoint and in aggregate
     assert "[aggregate]: finished 5 - 99th:" in tool.stderr()
     assert "[%s]: finished 5 - 99th:" % a.url in tool.stderr()
+
+
+def test_epsilon_greedy_sends_most_requests_to_the_fast_endpoint(nsqd, topic, start_tool, endpoints):
+    fast, slow = endpoints(), endpoints(delay=0.2)
+    bodies = [b"eg-%d" % i for i in range(400)]
+    publish(nsqd, topic, bodies)
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + slow.url, "--post=" + fast.url, "--mode=epsilon-greedy", "-n", "2")
+    wait_for(lambda: len(fast.delivered()) + len(slow.delivered()) >= 400 and drained(nsqd, topic),
+             timeout=120, message="400 POSTs")
+    assert tool.stop() == 0, tool.stderr()
+    assert sorted(fast.delivered() + slow.delivered()) == sorted(bodies)
+    # round-robin or hostpool would give each 200; weighting by 1/latency leaves the slow one
+    # its share of exploration plus fast/(fast+200ms) of the rest
+    assert len(slow.delivered()) < 100, (len(fast.delivered()), len(slow.delivered()))
 
 
 def test_hostpool_skips_an_endpoint_that_is_down(nsqd, topic, start_tool, endpoints):

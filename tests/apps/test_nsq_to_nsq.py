@@ -102,6 +102,21 @@ def test_round_robin_over_two_destinations(nsqd_factory, topic, start_tool):
     assert sorted(relayed(d1, topic) + relayed(d2, topic)) == sorted(bodies)
 
 
+def test_epsilon_greedy_relays_everything_over_two_destinations(nsqd_factory, topic, start_tool):
+    src, d1, d2 = nsqd_factory(), nsqd_factory(), nsqd_factory()
+    bodies = [b"eg-%d" % i for i in range(300)]
+    publish(src, topic, bodies)
+    tool = start_tool("nsq_to_nsq", "--topic=" + topic, "--nsqd-tcp-address=" + src.tcp_address,
+                      "--destination-nsqd-tcp-address=" + d1.tcp_address,
+                      "--destination-nsqd-tcp-address=" + d2.tcp_address, "--mode=epsilon-greedy")
+    count = lambda n: topic_stats(n, topic).get("message_count", 0)  # noqa: E731
+    wait_for(lambda: count(d1) + count(d2) >= 300, timeout=60, message="300 relayed")
+    wait_for(lambda: drained(src, topic, "nsq_to_nsq"), timeout=30, message="all FIN'd")
+    assert tool.stop() == 0, tool.stderr()
+    assert count(d1) + count(d2) == 300
+    assert sorted(sum((relayed(d, topic) for d in (d1, d2) if count(d)), [])) == sorted(bodies)
+
+
 def test_destination_down_requeues_until_it_comes_up(nsqd_factory, topic, start_tool, tmp_path):
     src = nsqd_factory()
     with socket.socket() as s:

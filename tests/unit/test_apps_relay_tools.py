@@ -1,12 +1,15 @@
 """nsq_to_file, nsq_to_http, nsq_to_nsq: their pure logic (their 1.3.0 flags: test_apps_flags.py)."""
 from __future__ import annotations
 
+import collections
+import random
 import time
 
 import pytest
 
 from nsqd_sync.apps.file_logger import FileLoggerOptions, FilenameError, compute_filename_format, strftime
 from nsqd_sync.apps.nsq_to_nsq import JSONFilter, go_json
+from nsqd_sync.apps import relay
 from nsqd_sync.apps.relay import Destinations, TimerMetrics
 
 # ---------------------------------------------------------------- nsq_to_file names
@@ -46,6 +49,77 @@ def test_hostpool_skips_a_failed_host_and_retries_all_when_all_failed():
     assert [d.get() for _ in range(3)] == ["b", "b", "b"]
     d.mark("b", False)
     assert sorted({d.get() for _ in range(4)}) == ["a", "b"]  # everyone down: all are tried again
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_epsilon_greedy(latency_ms, picks, seed=7, step=0.01):
+    """Pick `picks` times, each request taking latency_ms[host]; returns (counts, destinations)."""
+    clock = FakeClock()
+    d = Destinations(list(latency_ms), "epsilon-greedy", rng=random.Random(seed), clock=clock)
+    counts = collections.Counter()
+    for _ in range(picks):
+        host = d.get()
+        counts[host] += 1
+        d.mark(host, True, latency_ms[host] / 1000.0)
+        clock.now += step
+    return counts, d
+
+
+def test_epsilon_greedy_sends_most_to_the_fastest_host():
+    counts, d = run_epsilon_greedy({"fast": 10.0, "slow": 100.0}, 5000)
+    # exploitation weighs hosts by 1/latency: fast gets 10/11 of it (90.9%); exploration
+    # (epsilon 0.3 decaying by 0.9 per explore to 0.01) splits evenly
+    share = counts["slow"] / 5000
+    assert 0.07 < share < 0.12, counts
+    assert d.epsilon == pytest.approx(relay.MIN_EPSILON)
+    # equal hosts share evenly
+    even, _ = run_epsilon_greedy({"a": 20.0, "b": 20.0, "c": 20.0}, 6000)
+    assert all(1800 < even[h] < 2200 for h in "abc"), even
+
+
+def test_epsilon_greedy_explores_with_a_decaying_probability():
+    clock = FakeClock()
+    rng = random.Random(3)
+    d = Destinations(["a", "b"], "epsilon-greedy", rng=rng, clock=clock)
+    assert d.epsilon == 0.3
+    seen = []
+    for _ in range(200):
+        before = d.epsilon
+        host = d.get()
+        d.mark(host, True, 0.005)
+        if d.epsilon != before:
+            assert d.epsilon == pytest.approx(max(before * 0.9, 0.01))
+            seen.append(before)
+    assert len(seen) >= 10  # about 0.3 x the first picks explored, then fewer
+
+
+def test_epsilon_greedy_skips_a_dead_host_and_adapts_when_speeds_change():
+    clock = FakeClock()
+    d = Destinations(["a", "b"], "epsilon-greedy", rng=random.Random(11), clock=clock)
+    for _ in range(50):  # both timed, equally fast
+        host = d.get()
+        d.mark(host, True, 0.010)
+        clock.now += 0.01
+    d.mark("a", False)
+    picks = collections.Counter(d.get() for _ in range(500))
+    assert picks["a"] == 0, picks  # dead for 30s: neither explored nor exploited
+    # after 5 minutes of "a" being 20x faster, the old timings have decayed away
+    clock.now += 31.0
+    late = collections.Counter()
+    for i in range(3000):
+        host = d.get()
+        d.mark(host, True, 0.005 if host == "a" else 0.100)
+        clock.now += 0.1
+        if i >= 2000:
+            late[host] += 1
+    assert late["a"] > 0.9 * 1000, late
 
 
 def test_timer_metrics_line_every_n():
