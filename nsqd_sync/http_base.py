@@ -134,6 +134,19 @@ class NSQHTTPHandler(GoFraming):
 
     routes: Dict[str, Route] = {}
     unlogged: FrozenSet[str] = frozenset()
+    # The two Go servers we answer for, as their tests pin them byte for byte:
+    # go_header_order: the handler's headers sorted by name, then Date,
+    #   Content-Length and a text answer's Content-Type, as net/http writes
+    #   them (nsqlookupd); False: Date first (nsqd, nsqadmin).
+    # exact_router: routes match the path as sent (an escaped one is
+    #   redirected), a near miss is redirected only to a route that takes its
+    #   method, `OPTIONS *` lists every method (nsqlookupd's httprouter rules).
+    # drain_request_body: every request body is read (and dropped if the
+    #   handler does not use it) before routing, whatever its size, so the
+    #   connection always stays open (nsqlookupd, whose handlers read none).
+    go_header_order = False
+    exact_router = False
+    drain_request_body = False
     protocol_version = "HTTP/1.1"
     server_version = "nsq-sync"
     sys_version = ""
@@ -143,9 +156,12 @@ class NSQHTTPHandler(GoFraming):
 
     def send_response(self, code: int, message: Optional[str] = None) -> None:
         """Status line and Date (no Server header, as Go's net/http)."""
+        self._status_line(code, message)
+        self.send_header("Date", self.date_time_string())
+
+    def _status_line(self, code: int, message: Optional[str] = None) -> None:
         self.log_request(code)
         self.send_response_only(code, message)
-        self.send_header("Date", self.date_time_string())
         self._status = code
 
     def handle_expect_100(self) -> bool:
@@ -204,6 +220,32 @@ class NSQHTTPHandler(GoFraming):
                 return candidate, params
         return None, {}
 
+    def _near_miss(self, method: str, path: str, route: Optional[Route]) -> Optional[str]:
+        """Where to redirect a request that misses a route only by its spelling (None: no redirect)."""
+        if not self.exact_router:
+            return self._redirect_target(path) if route is None else None
+        if route is not None and (method in route[0] or method == "OPTIONS"):
+            return None
+        return self._exact_redirect_target(method, path)
+
+    def _exact_redirect_target(self, method: str, path: str) -> Optional[str]:
+        """exact_router: a route taking `method` that `path` (as sent) misses by a slash, case or escapes."""
+        if method == "CONNECT" or path == "/":
+            return None
+        candidates = [p for p, (methods, _) in self.routes.items() if method in methods]
+        toggled = path[:-1] if path.endswith("/") and len(path) > 1 else path + "/"
+        if toggled in candidates:
+            return toggled
+        cleaned = posixpath.normpath("/" + unquote(path))
+        cleaned = "/" + cleaned.lstrip("/")
+        if path.endswith("/") and cleaned != "/":
+            cleaned += "/"
+        folded = {p.lower(): p for p in candidates}
+        target = folded.get(cleaned.lower())
+        if target is None and cleaned.endswith("/") and len(cleaned) > 1:
+            target = folded.get(cleaned[:-1].lower())
+        return target
+
     def _redirect_target(self, path: str) -> Optional[str]:
         """A route path this one only differs from by a trailing slash, slashes or case."""
         candidates = [path[:-1] if path.endswith("/") else path + "/"]
@@ -228,17 +270,26 @@ class NSQHTTPHandler(GoFraming):
         target = self.requestline.split(" ")[1] if self.requestline.count(" ") >= 2 else self.path
         raw_path, _, self.raw_query = target.partition("?")  # (http.server folds a leading //)
         self.raw_query = self.raw_query.partition("#")[0]
-        path = unquote(raw_path)
+        path = raw_path if self.exact_router else unquote(raw_path)
+        if self.drain_request_body:
+            self._drain_body()
         route, self.params = self.match(path)
         handler_name = route[1] if route is not None else ""
         allow: Optional[Tuple[str, ...]] = None  # a 405's Allow, for this answer only
+        quiet = False  # exact_router: redirects and OPTIONS answers are not logged, as in Go
         try:
-            if route is None:
-                target = self._redirect_target(path)
-                if target is None:
+            redirect = self._near_miss(method, path, route)
+            if redirect is not None:
+                quiet = self.exact_router
+                self._redirect(method, redirect)
+            elif route is None:
+                if not (self.exact_router and method == "OPTIONS" and path == "*"):
                     raise HTTPError(404, "NOT_FOUND")
-                self._redirect(method, target)
+                quiet = True
+                every = tuple(m for methods, _ in self.routes.values() for m in methods)
+                self._send(200, b"", None, nsq_header=False, allow=every)
             elif method == "OPTIONS":
+                quiet = self.exact_router
                 self._send(200, b"", None, nsq_header=False, allow=route[0])
             elif method not in route[0]:
                 allow = route[0]
@@ -262,7 +313,7 @@ class NSQHTTPHandler(GoFraming):
                     self.close_connection = True
         finally:
             self._finish_body()
-        if handler_name not in self.unlogged:
+        if handler_name not in self.unlogged and not quiet:
             log.info("%d %s %s (%s) %s", self._status, method, self.path,
                      "%s:%d" % self.client_address[:2], format_duration_ns(time.perf_counter_ns() - started))
 
@@ -277,7 +328,11 @@ class NSQHTTPHandler(GoFraming):
     def _redirect(self, method: str, target: str) -> None:
         location = target + ("?" + self.raw_query if self.raw_query else "")
         if method == "GET":
-            body = ('<a href="%s">Moved Permanently</a>.\n\n' % location.replace("&", "&amp;")).encode()
+            escaped = location.replace("&", "&amp;")
+            if self.exact_router:  # Go's htmlEscape
+                escaped = (escaped.replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
+                           .replace("'", "&#39;"))
+            body = ('<a href="%s">Moved Permanently</a>.\n\n' % escaped).encode()
             self._send(301, body, "text/html; charset=utf-8", nsq_header=False, location=location)
         else:
             self._send(307, b"", None, nsq_header=False, location=location)
@@ -348,6 +403,32 @@ class NSQHTTPHandler(GoFraming):
             got += size
             self.rfile.readline(65537)
 
+    def _drain_body(self) -> None:
+        """Read and drop the whole request body, sized or chunked, 64 KB at a time."""
+        self._body_started = True
+        if self._chunked():
+            while True:
+                size = chunk_size(self.rfile.readline(65537))
+                if size is None:
+                    self._unread = -1
+                    return
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return
+                if not self._discard(size + 2):
+                    return
+        self._discard(self._content_length(strict=False))
+
+    def _discard(self, n: int) -> bool:
+        while n > 0:
+            chunk = self.rfile.read(min(n, 65536))
+            if not chunk:
+                self._unread = -1
+                return False
+            n -= len(chunk)
+        return True
+
     def _pending_body(self) -> int:
         """Request body bytes not read yet (-1: unknown, chunked)."""
         if not self._body_started:
@@ -404,21 +485,37 @@ class NSQHTTPHandler(GoFraming):
               extra: Optional[Dict[str, str]] = None) -> None:
         if self._status:
             return  # an answer was already sent
-        self.send_response(status)
+        if self.go_header_order:
+            self._status_line(status)  # Date comes after the handler's headers
+        else:
+            self.send_response(status)
+        headers: List[Tuple[str, str]] = []
         if allow is not None:
-            self.send_header("Allow", ", ".join(sorted(set(allow) | {"OPTIONS"})))
+            headers.append(("Allow", ", ".join(sorted(set(allow) | {"OPTIONS"}))))
         if location is not None:
-            self.send_header("Location", location)
-        if content_type is not None:
-            self.send_header("Content-Type", content_type)
+            headers.append(("Location", location))
+        sniffed = self.go_header_order and content_type is not None and content_type.startswith("text/plain")
+        if content_type is not None and not sniffed:
+            headers.append(("Content-Type", content_type))
         if nsq_header:
-            self.send_header("X-Nsq-Content-Type", "nsq; version=1.0")
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
+            headers.append(("X-Nsq-Content-Type", "nsq; version=1.0"))
+        headers.extend((extra or {}).items())
         pending = self._pending_body()
-        if pending < 0 or pending > MAX_DISCARD:
-            self.send_header("Connection", "close")
-        self.send_header("Content-Length", str(len(body)))
+        close = pending < 0 or pending > MAX_DISCARD
+        if self.go_header_order:  # net/http: the handler's headers sorted, then its own
+            headers.sort(key=lambda h: h[0])
+            headers.append(("Date", self.date_time_string()))
+            headers.append(("Content-Length", str(len(body))))
+            if sniffed:
+                headers.append(("Content-Type", str(content_type)))
+            if close:
+                headers.append(("Connection", "close"))
+        else:
+            if close:
+                headers.append(("Connection", "close"))
+            headers.append(("Content-Length", str(len(body))))
+        for key, value in headers:
+            self.send_header(key, value)
         # end of headers and the body in one write (one syscall per answer)
         self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD" and body:
