@@ -220,3 +220,24 @@ def test_sighup_closes_the_file_and_the_next_message_opens_another(nsqd, topic, 
     files = files_in(out)
     assert [os.path.basename(f) for f in files] == [topic + "-000000.log", topic + "-000001.log"]
     assert read_lines(files[:1]) == [b"before"] and read_lines(files[1:]) == [b"after"]
+
+
+def test_sigint_mid_stream_closes_the_file_and_exits_0(nsqd, topic, tmp_path, start_tool):
+    bodies = [b"int-%06d" % i for i in range(20000)]
+    for i in range(0, len(bodies), 5000):
+        publish(nsqd, topic, bodies[i:i + 5000])
+    out, work = tmp_path / "out", tmp_path / "work"
+    tool = start_tool("nsq_to_file", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--output-dir=" + str(out), "--work-dir=" + str(work), "--max-in-flight=50",
+                      "--sync-interval=200ms", "--filename-format=<TOPIC><REV>.log")
+    wait_for(lambda: any(os.path.getsize(f) > 30000 for f in files_in(work)), timeout=60, message="a part written")
+    assert tool.stop(signal.SIGINT) == 0, tool.stderr()
+    assert "Traceback" not in tool.stderr()
+    assert files_in(work) == []  # closed and moved to the output dir
+    lines = read_lines(files_in(out))
+    c = channel_stats(nsqd, topic, CHANNEL)
+    assert c["in_flight_count"] == 0, c
+    assert len(lines) < 20000, "stopped too late to be mid-stream"
+    # every line written was FIN'd, everything else is still queued: none lost, none twice
+    assert len(set(lines)) == len(lines) and set(lines) <= set(bodies)
+    assert c["depth"] + c["deferred_count"] + len(lines) == 20000, (c, len(lines))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import collections
 import http.server
+import json
+import signal
 import socket
 import threading
 from typing import Callable, Iterator, List, Tuple
@@ -11,9 +13,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.apps.conftest import channel_stats, publish, run_tool
-from tests.helpers import wait_for
+from tests.helpers import http_request, wait_for
 
 CHANNEL = "nsq_to_http"
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    # the tool opens up to -n (100) connections at once: a listen backlog of 5 resets some
+    request_queue_size = 256
 
 
 class Endpoint:
@@ -56,7 +63,7 @@ class Endpoint:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="test-endpoint", daemon=True)
         self.thread.start()
@@ -294,3 +301,65 @@ def test_bad_flags_are_one_line_and_exit_2():
         r = run_tool("nsq_to_http", *args, timeout=30)
         err = r.stderr.decode()
         assert r.returncode == 2 and err.count("\n") == 1 and text in err, (args, r.returncode, err)
+
+
+def test_kill_9_mid_stream_then_restart_loses_nothing(nsqd, topic, start_tool, endpoints):
+    ep = endpoints(delay=0.01)
+    bodies = [b"k9-%04d" % i for i in range(400)]
+    publish(nsqd, topic, bodies)
+    args = ("--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address, "--post=" + ep.url,
+            "-n", "4", "--max-in-flight=20")
+    first = start_tool("nsq_to_http", *args)
+    wait_for(lambda: len(ep.delivered()) >= 60, timeout=60, message="a part delivered")
+    first.stop(signal.SIGKILL)
+    assert len(ep.delivered()) < 400, "killed too late to be mid-stream"
+    # whatever was in flight when it died goes back to the queue
+    wait_for(lambda: channel_stats(nsqd, topic, CHANNEL)["in_flight_count"] == 0, timeout=30,
+             message="in-flight requeued")
+    second = start_tool("nsq_to_http", *args)
+    wait_for(lambda: set(ep.delivered()) >= set(bodies), timeout=120, message="every message delivered")
+    wait_for(lambda: drained(nsqd, topic) and finished(nsqd, topic) > 0, timeout=60,
+             message="all FIN'd after the restart")
+    assert second.stop() == 0, second.stderr()
+    # at-least-once: a message the kill caught between its 2xx and its FIN is sent again
+    got = collections.Counter(ep.delivered())
+    assert set(got) == set(bodies)
+    assert sum(got.values()) - len(bodies) <= 20 + 4, "more duplicates than could be in flight"
+
+
+def test_via_lookupd(start_node, topic, start_tool, endpoints):
+    lookupd = start_node("nsqlookupd")
+    node = start_node("nsqd", ["--lookupd-tcp-address=" + lookupd.tcp_address])
+    ep = endpoints()
+    bodies = [b"lk-%d" % i for i in range(50)]
+    publish(node, topic, bodies)
+    wait_for(lambda: topic in lookupd_topics(lookupd), timeout=30, message="topic registered")
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--lookupd-http-address=" + lookupd.http_address,
+                      "--post=" + ep.url)
+    wait_for(lambda: len(ep.delivered()) >= 50 and drained(node, topic), timeout=60,
+             message="delivered from the nsqd lookupd named")
+    assert tool.stop() == 0, tool.stderr()
+    assert collections.Counter(ep.delivered()) == collections.Counter(bodies)
+
+
+def lookupd_topics(lookupd) -> list:
+    status, body, _ = http_request(lookupd.http_port, "/topics")
+    return json.loads(body).get("topics") or [] if status == 200 else []
+
+
+def test_sigint_mid_stream_exits_0_and_leaves_nothing_in_flight(nsqd, topic, start_tool, endpoints):
+    ep = endpoints(delay=0.02)
+    bodies = [b"int-%d" % i for i in range(300)]
+    publish(nsqd, topic, bodies)
+    tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
+                      "--post=" + ep.url, "-n", "4", "--max-in-flight=20")
+    wait_for(lambda: len(ep.delivered()) >= 30, timeout=60, message="some delivered")
+    assert tool.stop(signal.SIGINT) == 0, tool.stderr()
+    assert "Traceback" not in tool.stderr()
+    c = channel_stats(nsqd, topic, CHANNEL)
+    assert c["in_flight_count"] == 0, c
+    delivered = ep.delivered()
+    assert len(delivered) < 300, "stopped too late to be mid-stream"
+    # each message was either delivered and FIN'd or left for the next consumer: none lost, none twice
+    assert len(set(delivered)) == len(delivered)
+    assert c["depth"] + c["deferred_count"] + len(delivered) == 300, (c, len(delivered))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 
 from tests.apps.conftest import channel_stats, publish, run_tool, topic_stats
@@ -181,3 +182,21 @@ def test_via_lookupd(start_node, topic, start_tool):
 def lookupd_topics(lookupd):
     status, body, _ = http_request(lookupd.http_port, "/topics")
     return json.loads(body).get("topics") if status == 200 else None
+
+
+def test_sigint_exits_0_with_nothing_lost_or_relayed_twice(nsqd_factory, topic, start_tool):
+    src, dst = nsqd_factory(), nsqd_factory()
+    bodies = [b"int-%05d" % i for i in range(5000)]
+    for i in range(0, len(bodies), 1000):
+        publish(src, topic, bodies[i:i + 1000])
+    tool = start_tool("nsq_to_nsq", "--topic=" + topic, "--nsqd-tcp-address=" + src.tcp_address,
+                      "--destination-nsqd-tcp-address=" + dst.tcp_address, "--max-in-flight=50")
+    wait_for(lambda: topic_stats(dst, topic).get("message_count", 0) >= 1, timeout=60, message="relaying")
+    assert tool.stop(signal.SIGINT) == 0, tool.stderr()
+    assert "Traceback" not in tool.stderr()
+    c = channel_stats(src, topic, "nsq_to_nsq")
+    assert c["in_flight_count"] == 0, c
+    copied = relayed(dst, topic)
+    # each message was relayed and FIN'd, or is still at the source for the next run
+    assert len(set(copied)) == len(copied)
+    assert c["depth"] + c["deferred_count"] + len(copied) == 5000, (c, len(copied))
