@@ -101,20 +101,23 @@ class ClusterInfo:
         """One request with NSQ's 403 -> https retry; non-200 raises UpstreamError."""
         for _ in range(2):
             try:
-                resp = self.client.request(method, endpoint, headers={"Accept": NSQ_ACCEPT},
-                                           allow_redirects=False)
+                if method == "GET":
+                    status, reason, body = self.client.get_plain(endpoint, {"Accept": NSQ_ACCEPT})
+                else:
+                    resp = self.client.request(method, endpoint, headers={"Accept": NSQ_ACCEPT},
+                                               allow_redirects=False)
+                    status, reason, body = resp.status_code, resp.reason or "", resp.content
             except HTTPClientError as e:
                 raise UpstreamError(str(e)) from None
-            body = resp.content
-            if resp.status_code == 200:
+            if status == 200:
                 return body
-            if resp.status_code == 403 and not endpoint.startswith("https"):
+            if status == 403 and not endpoint.startswith("https"):
                 https = _https_endpoint(endpoint, body)
                 if https:
                     endpoint = https
                     continue
-            reason = resp.reason or _REASONS.get(resp.status_code, "")
-            raise UpstreamError("got response %d %s %s" % (resp.status_code, reason, go_quote(body)))
+            reason = reason or _REASONS.get(status, "")
+            raise UpstreamError("got response %d %s %s" % (status, reason, go_quote(body)))
         raise UpstreamError("too many https redirects for %s" % endpoint)
 
     def get_v1(self, endpoint: str) -> Any:
