@@ -8,14 +8,17 @@ Each test runs a tornado IOLoop in the test thread with a deadline.
 from __future__ import annotations
 
 import collections
+import json
+from typing import Dict
 
 import pytest
 
 nsq = pytest.importorskip("nsq")
 pytest.importorskip("tornado.ioloop")
 
-from tests.helpers import NodeProcess  # noqa: E402
+from tests.helpers import NodeProcess, http_request  # noqa: E402
 from tests.interop.pynsq_loop import close_all, make_loop, run_loop  # noqa: E402
+from tests.interop.slow_link import SlowLink  # noqa: E402
 
 
 @pytest.fixture
@@ -25,7 +28,34 @@ def node(tmp_path):
     n.stop()
 
 
-def test_writer_and_readers_scenario(node):
+def subscribers(node: NodeProcess, topic: str) -> Dict[str, int]:
+    """Channel name -> number of subscribed clients, as the node's /stats reports them."""
+    status, body, _ = http_request(node.http_port, "/stats?format=json&topic=" + topic)
+    if status != 200:
+        return {}
+    for t in json.loads(body).get("topics") or []:
+        if t["topic_name"] == topic:
+            return {c["channel_name"]: len(c.get("clients") or []) for c in t.get("channels") or []}
+    return {}
+
+
+@pytest.fixture(params=["direct", "late_sub"])
+def channel_reader_addr(request, node):
+    """Where the `channel` reader connects: the node, or a link that makes its SUB 0.5 s late.
+
+    With `late_sub` the node reads that SUB after the writer's first PUBs unless the test
+    waits for the node itself to report the subscription (the race behind the test's old
+    1-in-6 failure, made to happen every run).
+    """
+    if request.param == "direct":
+        yield node.tcp_address
+        return
+    link = SlowLink(node.tcp_port, 0.5)
+    yield "127.0.0.1:%d" % link.port
+    link.close()
+
+
+def test_writer_and_readers_scenario(node, channel_reader_addr):
     loop = make_loop()
     addr = node.tcp_address
     total = 300
@@ -43,7 +73,7 @@ def test_writer_and_readers_scenario(node):
         return handler
 
     readers = [
-        nsq.Reader("topic", "channel", message_handler=on_channel, nsqd_tcp_addresses=[addr],
+        nsq.Reader("topic", "channel", message_handler=on_channel, nsqd_tcp_addresses=[channel_reader_addr],
                    max_in_flight=50),
         nsq.Reader("topic", "ch", message_handler=reader_for_ch("r1"), nsqd_tcp_addresses=[addr],
                    max_in_flight=10),
@@ -58,6 +88,12 @@ def test_writer_and_readers_scenario(node):
 
     run_loop(loop, readers_ready, 10)
     assert readers_ready(), "pynsq readers did not connect and send RDY"
+    # pynsq counts RDY as soon as it has queued SUB + RDY, before nsqd has read them. A channel
+    # gets only what is published after it exists (nsqd 1.3.0 alike), so publishing now would
+    # race the SUBs: `channel` created a moment after msg-0000 never sees it. Wait for the node.
+    want = {"channel": 1, "ch": 2}
+    run_loop(loop, lambda: subscribers(node, "topic") == want, 10)
+    assert subscribers(node, "topic") == want, "the node did not report the readers subscribed"
 
     def publish(i=0):
         if i >= total:

@@ -273,6 +273,28 @@ def test_messages_published_before_any_channel_wait_in_the_topic(shared_nsqd, co
     assert first.message().body == b"after"
 
 
+def test_channel_subscribed_after_a_publish_misses_it_as_in_nsq(shared_nsqd, conns, topic):
+    """The interleaving behind the pynsq scenario's old intermittent failure: the topic
+    already has channel `ch` when msg-0000 is published, and channel `channel` is made
+    by a SUB the node reads after that PUB, so only `ch` gets msg-0000 (nsqd 1.3.0
+    gives the same answer; /stats counts 2 messages for the topic, 1 for `channel`)."""
+    ch = conns(shared_nsqd)
+    ch.sub(topic, "ch", rdy=10)
+    producer = conns(shared_nsqd)
+    producer.pub(topic, b"msg-0000")
+    late = conns(shared_nsqd)
+    late.sub(topic, "channel", rdy=10)
+    producer.pub(topic, b"msg-0001")
+    assert [m.body for m in consume_all(ch, 2)] == [b"msg-0000", b"msg-0001"]
+    assert [m.body for m in consume_all(late, 1)] == [b"msg-0001"]
+    late.assert_silent(0.2)
+    status, body, _ = http_request(shared_nsqd.http_port, "/stats?format=json&topic=" + topic)
+    assert status == 200
+    (t,) = [t for t in json.loads(body)["topics"] if t["topic_name"] == topic]
+    counts = {c["channel_name"]: c["message_count"] for c in t["channels"]}
+    assert (t["message_count"], counts) == (2, {"ch": 2, "channel": 1})
+
+
 def test_every_channel_gets_a_copy(shared_nsqd, conns, topic):
     consumers = {}
     for name in ("a", "b", "c#ephemeral"):
