@@ -311,3 +311,22 @@ def test_cli_version_errors_listening_line_and_sigterm(tmp_path, cluster):
         assert admin.stop() == 0
     finally:
         admin.kill()
+
+
+def test_index_shows_the_sampled_counts_with_their_time_and_an_action_at_once(cluster):
+    """`/` serves the trend sampler's latest pass (time shown); an action makes it ask the nodes."""
+    cluster.make_topic("pg_snap", ["c1"])
+    a = cluster.admin_proc
+
+    def sampled():
+        text = get(a, "/").text
+        return text if 'id="as-of"' in text and 'data-topic="pg_snap"' in text else None
+
+    text = wait_for(sampled, 15, interval=0.1, message="/ from a sampling pass with pg_snap")
+    assert re.search(r'<p id="as-of" class="note">Counts as of \d\d:\d\d:\d\d UTC \(\d+\.\ds ago\)', text)
+    r = requests.post(admin_url(a, "/api/topics/pg_snap"), json={"action": "pause"}, timeout=15)
+    assert r.status_code == 200
+    row = re.search(r'<tr class="topic[^"]*" data-topic="pg_snap">', get(a, "/").text).group(0)
+    assert "paused" in row  # not the pass from before the action
+    assert requests.post(admin_url(a, "/api/topics/pg_snap"), json={"action": "unpause"},
+                         timeout=15).status_code == 200
