@@ -186,7 +186,9 @@ def test_explicit_max_attempts_drops_a_poison_message(nsqd, topic, start_tool, e
     tool = start_tool("nsq_to_http", "--topic=" + topic, "--nsqd-tcp-address=" + nsqd.tcp_address,
                       "--post=" + ep.url, "--consumer-opt=max_attempts,2",
                       "--consumer-opt=default_requeue_delay,10ms", "--consumer-opt=backoff_multiplier,10ms")
-    wait_for(lambda: drained(nsqd, topic), timeout=60, message="given up after 2 attempts and FIN'd")
+    # (the failures first: the channel can look drained before nsqd moved the message into it)
+    wait_for(lambda: ep.failures()[b"poison"] >= 2 and drained(nsqd, topic) and finished(nsqd, topic) == 1,
+             timeout=60, message="given up after 2 attempts and FIN'd")
     assert tool.stop() == 0, tool.stderr()
     assert ep.failures() == {b"poison": 2} and ep.delivered() == []
 
