@@ -116,31 +116,16 @@ class ClusterInfo:
                 if https:
                     endpoint = https
                     continue
-            raise _status_error(status, reason, body)
+            reason = reason or _REASONS.get(status, "")
+            raise UpstreamError("got response %d %s %s" % (status, reason, go_quote(body)))
         raise UpstreamError("too many https redirects for %s" % endpoint)
 
     def get_v1(self, endpoint: str) -> Any:
-        return _decode(endpoint, self._request("GET", endpoint))
-
-    def get_v1_many(self, endpoints: Sequence[str]) -> List[Any]:
-        """get_v1 of every endpoint, asked all at once from this thread (no pool hand-off).
-
-        In endpoint order: the decoded answer, or the UpstreamError in its place.
-        """
-        out: List[Any] = []
-        for endpoint, answer in zip(endpoints, self.client.get_plain_many(endpoints, {"Accept": NSQ_ACCEPT})):
-            try:
-                if isinstance(answer, HTTPClientError):
-                    raise UpstreamError(str(answer))
-                status, reason, body = answer
-                if status == 403:
-                    body = self._request("GET", endpoint)  # NSQ's 403 -> https retry
-                elif status != 200:
-                    raise _status_error(status, reason, body)
-                out.append(_decode(endpoint, body))
-            except UpstreamError as e:
-                out.append(e)
-        return out
+        body = self._request("GET", endpoint)
+        try:
+            return unwrap(json.loads(body))
+        except ValueError as e:
+            raise UpstreamError("invalid JSON from %s - %s" % (endpoint, e)) from None
 
     def post_v1(self, endpoint: str) -> None:
         self._request("POST", endpoint)
@@ -158,17 +143,10 @@ class ClusterInfo:
             return [], []
         if self._closed.is_set():
             return [], [UpstreamError("nsqadmin is exiting")]
+        futures = [(item, self._pool.submit(fn, item)) for item in items]
         deadline = time.monotonic() + self.client.connect_timeout + self.client.request_timeout + 1.0
-        # The first item runs in the calling thread (one hand-off fewer per
-        # request; a single lookupd costs none): its own connect and request
-        # timeouts bound it, as they bound the pool's tasks.
-        futures = [(item, self._pool.submit(fn, item)) for item in items[1:]]
         results: List[Tuple[T, R]] = []
         errors: List[Exception] = []
-        try:
-            results.append((items[0], fn(items[0])))
-        except (UpstreamError, ValueError, TypeError, KeyError) as e:
-            errors.append(e)
         for item, fut in futures:
             try:
                 results.append((item, fut.result(timeout=max(0.0, deadline - time.monotonic()))))
@@ -345,17 +323,10 @@ class ClusterInfo:
         if not include_clients:
             query += "&include_clients=false"
 
-        results: List[Tuple[Producer, Any]] = []
-        errors: List[Exception] = []
-        if not self._closed.is_set():
-            answers = self.get_v1_many([_url(p.http_address(), query) for p in producers])
-            for p, answer in zip(producers, answers):
-                if isinstance(answer, UpstreamError):
-                    errors.append(answer)
-                else:
-                    results.append((p, answer))
-        else:
-            errors.append(UpstreamError("nsqadmin is exiting"))
+        def fetch(p: Producer) -> Any:
+            return self.get_v1(_url(p.http_address(), query))
+
+        results, errors = self.fan_out(fetch, producers)
         partial = self._settle(errors, len(producers), "nsqd")
         now = time.time()
         topic_list: List[TopicStats] = []
@@ -482,17 +453,6 @@ class ClusterInfo:
         errors: List[Exception] = list(partial.errors) if partial else []
         errors += self._post_all([p.http_address() for p in producers], "/%s/%s?%s" % (kind, action, qs))
         return errors
-
-
-def _status_error(status: int, reason: str, body: bytes) -> "UpstreamError":
-    return UpstreamError("got response %d %s %s" % (status, reason or _REASONS.get(status, ""), go_quote(body)))
-
-
-def _decode(endpoint: str, body: bytes) -> Any:
-    try:
-        return unwrap(json.loads(body))
-    except ValueError as e:
-        raise UpstreamError("invalid JSON from %s - %s" % (endpoint, e)) from None
 
 
 def _get(doc: Any, key: str) -> list:
