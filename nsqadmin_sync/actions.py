@@ -25,6 +25,7 @@ import logging
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from nsqd_sync.gojson import go_kind
 from nsqd_sync.http_base import HTTPError
 from nsqd_sync.wire import is_valid_channel_name, is_valid_topic_name
 
@@ -258,28 +259,16 @@ def decode_struct(data: bytes, fields: Tuple[str, ...]) -> Dict[str, str]:
     if value is None:
         return out
     if not isinstance(value, dict):
-        raise ValueError("json: cannot unmarshal %s into Go value of type struct" % _go_kind(value))
+        raise ValueError("json: cannot unmarshal %s into Go value of type struct" % go_kind(value))
     for f in fields:
         key = f if f in value else next((k for k in value if k.lower() == f), None)
         if key is None or value[key] is None:
             continue
         if not isinstance(value[key], str):
             raise ValueError("json: cannot unmarshal %s into Go struct field .%s of type string"
-                             % (_go_kind(value[key]), f))
+                             % (go_kind(value[key]), f))
         out[f] = value[key]
     return out
-
-
-def _go_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def _go_char(ch: str) -> str:

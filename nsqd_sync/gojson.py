@@ -37,8 +37,27 @@ def dumps(obj: Any, sort_keys: bool = False) -> bytes:
     return text.encode("utf-8")
 
 
-class _Pairs(list):
-    """A decoded JSON object, as its (key, value) pairs in document order."""
+class Pairs(list):
+    """A decoded JSON object, as its (key, value) pairs in document order (duplicates kept).
+
+    Use as `json.loads(..., object_pairs_hook=Pairs)` to see objects as Go's
+    decoder does: in order, with case-insensitive field matching left to the caller.
+    """
+
+
+def go_kind(value: Any) -> str:
+    """The JSON kind Go's UnmarshalTypeError names for a decoded value ("cannot unmarshal KIND into ...")."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (Pairs, dict)):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "null"
 
 
 def _reject_constant(name: str) -> Any:
@@ -51,11 +70,11 @@ def decode_struct(body: bytes, fields: Dict[str, type]) -> Dict[str, Any]:
     Raises ValueError where Go's json.Unmarshal into a struct returns an error.
     """
     text = body.decode("utf-8", "replace")
-    pairs = json.loads(text, object_pairs_hook=_Pairs,
+    pairs = json.loads(text, object_pairs_hook=Pairs,
                        parse_constant=_reject_constant)
     if pairs is None:
         return {}
-    if not isinstance(pairs, _Pairs):
+    if not isinstance(pairs, Pairs):
         raise ValueError("cannot unmarshal %s into a struct" % type(pairs).__name__)
     folded = {name.casefold(): name for name in fields}
     out: Dict[str, Any] = {}

@@ -17,9 +17,9 @@ The result is plain data: `[TopicMeta(name, paused, [ChannelMeta(...)])]`.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
-Pairs = List[Tuple[str, Any]]
+from .gojson import Pairs, go_kind
 
 
 class MetadataError(RuntimeError):
@@ -47,7 +47,7 @@ def decode(raw: bytes, path: str) -> List[TopicMeta]:
     An empty file fails too, as in nsqd 1.3.0 (only a missing one is a fresh start).
     """
     try:
-        doc = json.loads(raw, object_pairs_hook=_Object)
+        doc = json.loads(raw, object_pairs_hook=Pairs)
     except json.JSONDecodeError as e:
         # an empty or cut-short file: Go's words for it
         reason = "unexpected end of JSON input" if e.pos >= len(raw.rstrip()) else str(e)
@@ -60,27 +60,13 @@ def decode(raw: bytes, path: str) -> List[TopicMeta]:
         raise MetadataError("failed to parse metadata in %s - json: %s" % (path, e)) from None
 
 
-class _Object(list):
-    """A JSON object as its (key, value) pairs, in file order, duplicates kept."""
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, _Object):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, str):
-        return "string"
-    return "number"
 
 
 def _mismatch(value: Any, where: str, go_type: str) -> _TypeError:
-    return _TypeError("cannot unmarshal %s into %s of type %s" % (_kind(value), where, go_type))
+    return _TypeError("cannot unmarshal %s into %s of type %s" % (go_kind(value), where, go_type))
 
 
-def _fields(obj: _Object, setters: Dict[str, Callable[[Any], None]]) -> None:
+def _fields(obj: Pairs, setters: Dict[str, Callable[[Any], None]]) -> None:
     for key, value in obj:
         setter = setters.get(key.lower())
         if setter is not None:
@@ -106,15 +92,15 @@ def _bool(value: Any, where: str) -> bool:
 def _list(value: Any, where: str, go_type: str) -> Sequence[Any]:
     if value is None:
         return ()
-    if isinstance(value, _Object) or not isinstance(value, list):
+    if isinstance(value, Pairs) or not isinstance(value, list):
         raise _mismatch(value, where, go_type)
     return value
 
 
-def _struct(value: Any, where: str, go_type: str) -> Optional[_Object]:
+def _struct(value: Any, where: str, go_type: str) -> Optional[Pairs]:
     if value is None:
         return None
-    if not isinstance(value, _Object):
+    if not isinstance(value, Pairs):
         raise _mismatch(value, where, go_type)
     return value
 
